@@ -1,0 +1,1 @@
+"""InsightFace data formats: RecordIO datasets, ``property``, ``.bin`` packs, augmentation, synthetic faces."""

@@ -1,0 +1,54 @@
+"""JPEG decoding and encoding with OpenCV, in RGB order (no MXNet, so it is safe in workers)."""
+import cv2
+import numpy as np
+
+from insightgluon.errors import DataFormatError
+
+
+def decode_jpeg(data: bytes, source: str = "") -> np.ndarray:
+    """Decode image bytes (JPEG, or any format OpenCV reads) to RGB.
+
+    Parameters
+    ----------
+    data : bytes
+        Encoded image.
+    source : str
+        Where the bytes came from (``"train.rec: record 17"``), used in the error message.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W, 3)`` uint8 RGB; grey-scale images are expanded to three channels.
+
+    Raises
+    ------
+    DataFormatError
+        The bytes do not decode.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if len(data) else None
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf is not None else None
+    if bgr is None:
+        where = source or "<bytes>"
+        raise DataFormatError(f"{where}: image data does not decode ({len(data)} bytes)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 RGB image as JPEG at ``quality`` (1-100)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"encode_jpeg expects (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}")
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV failed to encode the image as JPEG")
+    return buf.tobytes()
+
+
+def resize_to(rgb: np.ndarray, size) -> np.ndarray:
+    """Resize ``rgb`` to ``size = (height, width)`` unless it already has that size."""
+    height, width = int(size[0]), int(size[1])
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    shrink = rgb.shape[0] > height or rgb.shape[1] > width
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (width, height), interpolation=interp)
