@@ -157,3 +157,23 @@ def embed_images(model: Callable, images_uint8_nhwc: np.ndarray, ctx_list=None,
         legacy ``XNorm``.
     """
     return Embedder(model, ctx_list, batch_size, flip).embed(images_uint8_nhwc, progress)
+
+
+def parse_ctx(spec: str = "", gpus: str = "") -> list:
+    """Devices from ``--ctx`` (``cpu``, ``cpu:0,cpu:1``, ``gpu:0``) or legacy ``--gpu 0,1``.
+
+    An empty spec means one CPU. Raises :class:`ConfigError` on a malformed entry.
+    """
+    import mxnet as mx
+
+    from insightgluon.errors import ConfigError
+
+    if gpus.strip():
+        spec = ",".join(f"gpu:{g.strip()}" for g in gpus.split(",") if g.strip())
+    ctxs = []
+    for item in filter(None, (s.strip() for s in (spec or "cpu").split(","))):
+        kind, _, index = item.partition(":")
+        if kind not in ("cpu", "gpu") or not (index or "0").isdigit():
+            raise ConfigError(f"--ctx '{item}': expected cpu, cpu:N or gpu:N")
+        ctxs.append(getattr(mx, kind)(int(index or 0)))
+    return ctxs or [mx.cpu()]

@@ -1,0 +1,140 @@
+"""``insightgluon verify``: verification accuracy of checkpoints on ``.bin`` pair sets.
+
+Prints the legacy lines (``[lfw]XNorm: ...``, ``[lfw]Accuracy-Flip: ...``,
+``Max of [lfw] is ...``) followed by the threshold, AUC, EER, TAR@FAR and
+per-class accuracy; optionally writes a JSON report and ROC / worst-pair PNGs.
+
+Model notation (``--model``), items separated by ``|``:
+``prefix,epoch`` one checkpoint; a bare ``epoch`` re-uses the previous prefix
+(the legacy ``prefix,e1|e2``); a bare ``prefix`` means every epoch saved
+under it.
+"""
+import argparse
+import glob
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from typing import List, Optional, Tuple
+
+from insightgluon.errors import CheckpointError, ConfigError, DataFormatError
+
+LOG = logging.getLogger(__name__)
+
+
+def expand_model_spec(spec: str) -> List[Tuple[str, int]]:
+    """``p,1|2|q,5`` -> ``[(p, 1), (p, 2), (q, 5)]``; ``p`` -> every ``p-NNNN.params``."""
+    from insightgluon.model_io import parse_model_spec
+
+    models, prefix = [], None
+    for item in filter(None, (s.strip() for s in spec.split("|"))):
+        if re.fullmatch(r"\d+", item):
+            if prefix is None:
+                raise CheckpointError(f"model '{spec}': epoch '{item}' has no prefix before it")
+            models.append((prefix, int(item)))
+        elif "," not in item:
+            found = sorted(int(m.group(1)) for m in (re.fullmatch(re.escape(item) + r"-(\d{4})\.params", p)
+                                                     for p in glob.glob(glob.escape(item) + "-*.params")) if m)
+            if not found:
+                raise CheckpointError(f"{item}-*.params: no checkpoint epochs found")
+            models += [(item, e) for e in found]
+            prefix = item
+        else:
+            models += parse_model_spec(item)
+            prefix = models[-1][0]
+    if not models:
+        raise CheckpointError(f"model '{spec}': expected 'prefix,epoch' (e.g. model/r100,1)")
+    return models
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="insightgluon verify", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("--model", required=True, help="prefix,epoch[|epoch2][|prefix2,epoch] (see below)")
+    p.add_argument("--data-dir", required=True, help="folder holding <target>.bin files")
+    p.add_argument("--target", default="lfw,cfp_fp,agedb_30", help="comma-separated .bin names")
+    p.add_argument("--layer", default="fc1", help="embedding layer of the graph (default fc1)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward (default 32)")
+    p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10)")
+    p.add_argument("--image-size", default="112,112", help="H,W of the decoded images")
+    p.add_argument("--ctx", default="", help="devices: cpu, cpu:0,cpu:1, gpu:0 (default cpu)")
+    p.add_argument("--gpu", default="", help="legacy: GPU ids, e.g. 0,1 (overrides --ctx)")
+    p.add_argument("--json", default="", help="write every metric to this JSON file")
+    p.add_argument("--roc-dir", default="", help="write <target>_roc.png and worst-pair galleries here")
+    p.add_argument("--gallery-pairs", type=int, default=8, help="pairs per kind in the gallery PNG")
+    return p
+
+
+def _image_size(text: str) -> Tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(s.strip().isdigit() and int(s) > 0 for s in parts):
+        raise ConfigError(f"--image-size '{text}': expected H,W such as 112,112")
+    return int(parts[0]), int(parts[1])
+
+
+def _write_json(path: str, payload: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    from insightgluon.eval.embed import parse_ctx
+    from insightgluon.eval.verification import VerificationSet, verify_model
+    from insightgluon.model_io import load_symbol_block
+
+    if args.batch_size < 1 or args.nfolds < 2:
+        raise ConfigError("--batch-size must be >= 1 and --nfolds >= 2")
+    size = _image_size(args.image_size)
+    ctx = parse_ctx(args.ctx, args.gpu)
+    models = expand_model_spec(args.model)
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    sets = []
+    for name in targets:
+        path = os.path.join(args.data_dir, f"{name}.bin")
+        if not os.path.isfile(path):
+            raise DataFormatError(f"{path}: no such verification set")
+        sets.append(VerificationSet.load(path, image_size=size))
+        LOG.info("loaded %s: %d pairs", path, len(sets[-1]))
+    nets = []
+    for prefix, epoch in models:
+        LOG.info("loading %s,%d", prefix, epoch)
+        net = load_symbol_block(prefix, epoch, layer=args.layer, ctx=ctx)
+        net.hybridize(static_alloc=True, static_shape=True)
+        nets.append(net)
+    out = sys.stdout
+    report = {"models": [{"prefix": p, "epoch": e, "layer": args.layer, "results": {}} for p, e in models],
+              "max": {}}
+    for vset in sets:
+        results = []
+        for (prefix, epoch), net, entry in zip(models, nets, report["models"]):
+            res = verify_model(net, vset, ctx, batch_size=args.batch_size, nfolds=args.nfolds)
+            results.append((f"{os.path.basename(prefix)},{epoch}", res))
+            if len(models) > 1:
+                out.write(f"[{vset.name}]model: {prefix},{epoch}\n")
+            out.write("\n".join(res.legacy_lines(f"[{vset.name}]") + res.extra_lines(f"[{vset.name}]")) + "\n")
+            entry["results"][vset.name] = res.to_dict()
+            if args.roc_dir:
+                from insightgluon.eval.plots import save_worst_pairs
+
+                stem = f"{vset.name}_{os.path.basename(prefix)}-{epoch:04d}_worst.png"
+                save_worst_pairs(res, vset.images, os.path.join(args.roc_dir, stem), args.gallery_pairs)
+        best = max(r.accuracy for _, r in results)
+        report["max"][vset.name] = best
+        out.write(f"Max of [{vset.name}] is {best:1.5f}\n")
+        out.flush()
+        if args.roc_dir:
+            from insightgluon.eval.plots import save_roc
+
+            save_roc(results, os.path.join(args.roc_dir, f"{vset.name}_roc.png"), title=vset.name)
+    if args.json:
+        _write_json(args.json, report)
+        LOG.info("wrote %s", args.json)
+    return 0
