@@ -1,0 +1,180 @@
+"""Checkpoints: deployable backbone files, the full training state, the save policy.
+
+Two kinds of files are written beside ``PREFIX``:
+
+* ``PREFIX-symbol.json`` + ``PREFIX-NNNN.params`` — the backbone only (legacy
+  parameter names, ``arg:``/``aux:`` keys), loadable by any MXNet code and by
+  :func:`insightgluon.model_io.load_symbol_block` at layer ``fc1``. ``NNNN`` is the
+  legacy ``msave`` counter of verification rounds, not an epoch.
+* ``PREFIX-train.state`` — everything needed to continue exactly: backbone and
+  fc7 parameters (including batch-norm statistics), optimizer states, batch
+  counter, epoch and data position, RNG states and best accuracies. It is an
+  ``.npz`` archive (no pickle) of arrays plus one JSON metadata entry.
+
+Every file is written to a temporary name, flushed to disk and renamed, so a
+crash (or SIGKILL) leaves either the old or the new file, never half of one.
+"""
+import io
+import json
+import logging
+import os
+import tempfile
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from insightgluon.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "insightgluon-train-state"
+STATE_VERSION = 1
+
+
+def state_path(prefix: str) -> str:
+    """The training-state file of a checkpoint prefix."""
+    return f"{prefix}-train.state"
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a flushed temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path)
+
+
+def _commit(tmp: str, final: str) -> None:
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+def save_deployable(net, prefix: str, index: int) -> Tuple[str, str]:
+    """Export the (hybridized, already run) backbone as ``PREFIX-symbol.json`` / ``PREFIX-NNNN.params``.
+
+    Returns the two paths. The symbol file is replaced only after the params
+    file is complete, so a reader never pairs a new graph with missing weights.
+    """
+    directory = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(directory, exist_ok=True)
+    tmp_prefix = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
+    net.export(tmp_prefix, epoch=index)
+    sym_tmp, params_tmp = f"{tmp_prefix}-symbol.json", f"{tmp_prefix}-{index:04d}.params"
+    sym_path, params_path = f"{prefix}-symbol.json", f"{prefix}-{index:04d}.params"
+    _commit(params_tmp, params_path)
+    _commit(sym_tmp, sym_path)
+    _fsync_dir(prefix)
+    logger.info('Saved checkpoint to "%s"', params_path)
+    return sym_path, params_path
+
+
+def save_state(path: str, arrays: Dict[str, np.ndarray], meta: dict) -> None:
+    """Write a training state: named arrays plus JSON-serialisable metadata."""
+    meta = dict(meta, format=STATE_FORMAT, version=STATE_VERSION)
+    payload = {f"a/{k}": np.asarray(v) for k, v in arrays.items()}
+    payload["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_state(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
+    """Read a training state written by :func:`save_state`; errors name the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such training state")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
+            arrays = {k[2:]: archive[k] for k in archive.files if k.startswith("a/")}
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__}: {err})") from None
+    except Exception as err:  # zipfile.BadZipFile and friends
+        raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__})") from None
+    if meta.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not an insightgluon training state")
+    if meta.get("version") != STATE_VERSION:
+        raise CheckpointError(f"{path}: training-state version {meta.get('version')} "
+                              f"is not supported (expected {STATE_VERSION})")
+    return arrays, meta
+
+
+def rng_states() -> dict:
+    """Python and NumPy global RNG states as JSON-serialisable data."""
+    import random
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore the states saved by :func:`rng_states`."""
+    import random
+
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+class CheckpointPolicy:
+    """The November-2018 save decision (``is_highest``) and ``--ckpt`` modes.
+
+    At every verification round the ``msave`` counter advances. ``is_highest``
+    is true when the last target's accuracy strictly improves, or ties while
+    the sum of all accuracies is at least the best sum. Mode 0 never saves,
+    1 saves when highest, 2 always saves, 3 saves when highest under index 1.
+    """
+
+    def __init__(self, mode: int, msave: int = 0, highest: Optional[Sequence[float]] = None):
+        if mode not in (0, 1, 2, 3):
+            raise CheckpointError(f"--ckpt {mode}: expected 0, 1, 2 or 3")
+        self.mode = mode
+        self.msave = msave
+        self.highest: List[float] = list(highest) if highest is not None else [0.0, 0.0]
+
+    def decide(self, accuracies: Sequence[float]) -> Optional[int]:
+        """Record one verification round; return the index to save under, or None."""
+        self.msave += 1
+        is_highest = False
+        if accuracies:
+            score, last = float(sum(accuracies)), float(accuracies[-1])
+            if last >= self.highest[-1]:
+                if last > self.highest[-1]:
+                    is_highest = True
+                elif score >= self.highest[0]:
+                    is_highest = True
+                    self.highest[0] = score
+                self.highest[-1] = last
+        save = {0: False, 1: is_highest, 2: True, 3: is_highest}[self.mode]
+        if not save:
+            return None
+        return 1 if self.mode == 3 else self.msave
+
+    def state(self) -> dict:
+        return {"msave": self.msave, "highest": list(self.highest)}

@@ -1,0 +1,154 @@
+"""Devices, kvstores and the local ``dist_sync`` launcher.
+
+Data parallelism has two levels. Inside one process the global batch is split
+over a context list (``--gpus 0,1``, ``CUDA_VISIBLE_DEVICES`` or ``--ctx cpu:2``)
+and ``gluon.Trainer`` sums the gradients with a ``local``/``device`` kvstore.
+Across processes or machines MXNet's parameter server (``dist_sync``) sums them:
+every worker reads its slice of each global batch (by ``kv.rank``), so N workers
+compute exactly what one process with N times the devices would.
+
+The parameter server needs a scheduler and server processes; they are plain
+``import mxnet`` runs with ``DMLC_ROLE`` set. :func:`launch_local` starts them
+and the workers on one machine (``insightgluon train --launch-dist N ...``).
+"""
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+from insightgluon.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_CTX_COUNT = re.compile(r"^(cpu|gpu):(\d+)$")
+_CTX_ONE = re.compile(r"^(cpu|gpu)\((\d+)\)$|^(cpu|gpu)(\d*)$")
+
+
+def parse_contexts(gpus: str = "", ctx: str = "", env: Optional[Mapping[str, str]] = None
+                   ) -> Tuple[str, ...]:
+    """Context names (``'cpu(0)'``, ``'gpu(1)'`` ...) from the flags and environment.
+
+    Precedence: ``--ctx`` (``cpu:2``, ``gpu:4``, ``cpu(0),cpu(1)``), then ``--gpus``
+    (``0,1``), then a non-empty ``CUDA_VISIBLE_DEVICES`` (one GPU per listed id, as
+    the legacy script), else one CPU.
+    """
+    env = os.environ if env is None else env
+    if ctx.strip():
+        names: List[str] = []
+        for item in (s.strip().lower() for s in ctx.split(",") if s.strip()):
+            many, one = _CTX_COUNT.match(item), _CTX_ONE.match(item)
+            if many:
+                if int(many.group(2)) <= 0:
+                    raise ConfigError(f"--ctx '{ctx}': '{item}' needs a positive count")
+                names += [f"{many.group(1)}({i})" for i in range(int(many.group(2)))]
+            elif one:
+                kind = one.group(1) or one.group(3)
+                index = one.group(2) or one.group(4) or "0"
+                names.append(f"{kind}({int(index)})")
+            else:
+                raise ConfigError(f"--ctx '{ctx}': '{item}' is not cpu:N, gpu:N, cpu(i) or gpu(i)")
+        return tuple(names)
+    explicit = gpus.strip()
+    ids = explicit or env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if ids:
+        try:
+            numbers = [int(i) for i in ids.split(",") if i.strip()]
+        except ValueError:
+            raise ConfigError(f"--gpus '{ids}': expected comma-separated GPU ids") from None
+        # CUDA renumbers visible devices from 0, so N visible ids are gpu(0)..gpu(N-1).
+        return tuple(f"gpu({i})" for i in (numbers if explicit else range(len(numbers))))
+    return ("cpu(0)",)
+
+
+def make_contexts(names: Sequence[str]):
+    """``mx.Context`` objects for context names; a GPU on a CPU-only build is an error."""
+    import mxnet as mx
+
+    out = []
+    for name in names:
+        kind, index = name.rstrip(")").split("(")
+        if kind == "gpu" and int(index) >= mx.context.num_gpus():
+            raise ConfigError(f"context {name}: this machine/MXNet build has "
+                              f"{mx.context.num_gpus()} GPU(s); use --ctx cpu:N")
+        out.append(mx.Context(kind, int(index)))
+    return out
+
+
+def num_dist_workers(kvstore: str, env: Optional[Mapping[str, str]] = None) -> int:
+    """Number of worker processes: ``DMLC_NUM_WORKER`` for ``dist_*`` kvstores, else 1."""
+    env = os.environ if env is None else env
+    if not kvstore.startswith("dist"):
+        return 1
+    value = env.get("DMLC_NUM_WORKER", "")
+    if not value.isdigit() or int(value) <= 0 or env.get("DMLC_ROLE") != "worker":
+        raise ConfigError(f"--kvstore {kvstore}: needs DMLC_ROLE=worker and DMLC_NUM_WORKER (start the run "
+                          "with 'insightgluon train --launch-dist N ...' or see docs/TRAINING.md)")
+    return int(value)
+
+
+def create_kvstore(kind: str):
+    """Create the kvstore; returns ``(kvstore, rank, num_workers)``."""
+    import mxnet as mx
+
+    kv = mx.kv.create(kind)
+    return kv, kv.rank, kv.num_workers
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def dist_env(num_workers: int, num_servers: int, port: int, host: str = "127.0.0.1",
+             interface: str = "lo") -> dict:
+    """The ``DMLC_*`` variables shared by scheduler, servers and workers (REFERENCE §14)."""
+    return {"DMLC_PS_ROOT_URI": host, "DMLC_PS_ROOT_PORT": str(port), "DMLC_NUM_SERVER": str(num_servers),
+            "DMLC_NUM_WORKER": str(num_workers), "DMLC_NODE_HOST": host, "DMLC_INTERFACE": interface}
+
+
+def launch_local(num_workers: int, worker_argv: Sequence[str], num_servers: int = 1,
+                 port: int = 0, timeout: Optional[float] = None) -> int:
+    """Run a ``dist_sync`` training on this machine: scheduler, servers and workers.
+
+    Parameters
+    ----------
+    num_workers : int
+        Worker processes, each running ``insightgluon train WORKER_ARGV``.
+    worker_argv : list of str
+        Training flags for the workers (must select a ``dist_*`` kvstore).
+    num_servers : int
+        Parameter-server processes.
+
+    Returns
+    -------
+    int
+        0 when every worker succeeded, else the first non-zero exit code.
+    """
+    if num_workers <= 0 or num_servers <= 0:
+        raise ConfigError("--launch-dist needs at least one worker and one server")
+    base = dict(os.environ, **dist_env(num_workers, num_servers, port or free_port()))
+    # Each process gets an equal share of the cores.
+    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_workers)))
+    server_cmd = [sys.executable, "-c", "import mxnet"]
+    procs = [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="scheduler"))]
+    procs += [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="server")) for _ in range(num_servers)]
+    worker_cmd = [sys.executable, "-m", "insightgluon", "train", *worker_argv]
+    workers = [subprocess.Popen(worker_cmd, env=dict(base, DMLC_ROLE="worker")) for _ in range(num_workers)]
+    logger.info("launched scheduler, %d server(s) and %d worker(s) on port %s",
+                num_servers, num_workers, base["DMLC_PS_ROOT_PORT"])
+    codes = []
+    try:
+        codes = [w.wait(timeout=timeout) for w in workers]
+        for p in procs:
+            p.wait(timeout=60)
+    finally:
+        for p in procs + workers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return next((c for c in codes if c), 0)

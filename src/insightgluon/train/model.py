@@ -1,0 +1,218 @@
+"""Backbone + loss head + optimiser on a list of devices: one training step, state in and out."""
+import logging
+import os
+import tempfile
+from typing import Dict, Tuple
+
+import numpy as np
+
+from insightgluon.errors import CheckpointError
+from insightgluon.train.callbacks import NonFiniteLossError
+
+logger = logging.getLogger(__name__)
+
+# The legacy global initializer by network family (first letter of the name), REFERENCE §4.1.
+_INIT_BY_FAMILY = {"r": ("gaussian", "out"), "y": ("gaussian", "out"), "i": ("gaussian", "in"),
+                   "x": ("gaussian", "in")}
+_DEFAULT_INIT = ("uniform", "in")
+# The legacy optimiser decayed only these parameters (MXNet's name rule for Module).
+_DECAYED_SUFFIXES = ("_weight", "_gamma")
+
+
+def legacy_initializer(network: str):
+    """``Xavier(rnd, factor, magnitude=2)`` as the 2018 script chose it for ``network``."""
+    import mxnet as mx
+
+    rnd, factor = _INIT_BY_FAMILY.get(network[:1], _DEFAULT_INIT)
+    return mx.init.Xavier(rnd_type=rnd, factor_type=factor, magnitude=2)
+
+
+def _mix_seed(*values: int) -> int:
+    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0] % (2 ** 31))
+
+
+class TrainModel:
+    """The trainable parts of a run and the step that updates them.
+
+    ``build`` creates the backbone (``get_network``) and head (``create_loss``),
+    initialises them (legacy Xavier or ``--pretrained``), hybridizes, and makes a
+    ``gluon.Trainer`` (SGD, ``update_on_kvstore=False`` so optimiser states live in
+    this process and can be saved, also under ``dist_sync``).
+    """
+
+    def __init__(self, cfg):
+        from insightgluon.train.distributed import make_contexts
+
+        self.cfg = cfg
+        self.ctx = make_contexts(cfg.contexts)
+        self.net = self.head = self.trainer = self.params = None
+
+    # -- construction --------------------------------------------------------------------------
+    def build(self, dataset, kvstore) -> None:
+        import mxnet as mx
+        from mxnet import gluon
+
+        from insightgluon.losses import create_loss
+        from insightgluon.networks import get_network
+
+        cfg = self.cfg
+        self.net = get_network(cfg.network, emb_size=cfg.emb_size, version_se=cfg.version_se,
+                               version_input=cfg.version_input, version_output=cfg.version_output,
+                               version_unit=cfg.version_unit, version_act=cfg.version_act,
+                               version_multiplier=cfg.version_multiplier, bn_mom=cfg.bn_mom)
+        hyper = {k: v for k, v in cfg.as_dict().items() if k not in ("loss", "num_classes", "emb_size")}
+        self.head = create_loss(cfg.loss, cfg.num_classes, cfg.emb_size, **hyper)
+        mx.random.seed(cfg.seed)
+        init = legacy_initializer(cfg.network)
+        self.net.initialize(init, ctx=self.ctx)
+        self.head.initialize(init, ctx=self.ctx)
+        self._materialise()
+        if cfg.pretrained:
+            self._load_pretrained(cfg.pretrained)
+        self.params = gluon.ParameterDict()
+        self.params.update(self.net.collect_params())
+        self.params.update(self.head.collect_params())
+        for name, param in self.params.items():
+            if not name.endswith(_DECAYED_SUFFIXES):
+                param.wd_mult = 0.0
+        if cfg.hybridize:
+            self.net.hybridize(static_alloc=True, static_shape=True)
+            self.head.hybridize(static_alloc=True, static_shape=True)
+        self.trainer = gluon.Trainer(self.params, "sgd", {"learning_rate": cfg.lr, "momentum": cfg.mom,
+                                                          "wd": cfg.wd}, kvstore=kvstore, update_on_kvstore=False)
+        logger.info("network %s: %d parameter arrays, %.2fM values; head %s with %d classes on %s",
+                    cfg.network, len(self.net.collect_params()), self._num_values(self.net) / 1e6,
+                    cfg.loss, cfg.num_classes, ", ".join(str(c) for c in self.ctx))
+
+    def _materialise(self) -> None:
+        """One inference forward pass so deferred parameter shapes exist before loading states."""
+        import mxnet as mx
+
+        h, w = self.cfg.image_hw
+        for ctx in self.ctx:
+            emb = self.net(mx.nd.zeros((1, 3, h, w), ctx=ctx))
+            self.head(emb, mx.nd.zeros((1,), ctx=ctx))
+
+    def _load_pretrained(self, spec: str) -> None:
+        import mxnet as mx
+
+        from insightgluon.model_io import checkpoint_paths, parse_model_spec
+
+        (prefix, epoch), = parse_model_spec(spec)
+        path = checkpoint_paths(prefix, epoch)[1]
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: --pretrained checkpoint not found")
+        saved = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(path).items()}
+        loaded, fresh = 0, []
+        for block in (self.net, self.head):
+            for name, param in block.collect_params().items():
+                value = saved.get(name)
+                if value is not None and value.shape == param.shape:
+                    param.set_data(value)
+                    loaded += 1
+                else:
+                    fresh.append(name)
+        if not loaded:
+            raise CheckpointError(f"{path}: no parameter matches network {self.cfg.network}")
+        logger.info("pretrained %s: loaded %d arrays; re-initialised %d (%s)", path, loaded, len(fresh),
+                    ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+
+    def augment(self):
+        from insightgluon.data.transforms import FaceAugment
+
+        cfg = self.cfg
+        return FaceAugment(rand_mirror=bool(cfg.rand_mirror), cutoff=cfg.cutoff, color=cfg.color)
+
+    # -- training ------------------------------------------------------------------------------
+    def step(self, images: np.ndarray, labels: np.ndarray, lr: float, mbatch: int) -> Tuple[float, float]:
+        """Forward, backward and one SGD update on this process's slice of the batch.
+
+        Returns the mean loss and the legacy training accuracy (argmax of the
+        margin logits) of the slice.
+        """
+        import mxnet as mx
+        from mxnet import autograd, gluon
+
+        cfg = self.cfg
+        self.head.set_step(mbatch)
+        self.trainer.set_learning_rate(lr)
+        seed = _mix_seed(cfg.seed, mbatch)
+        for i, ctx in enumerate(self.ctx):
+            mx.random.seed(seed + i, ctx=ctx)
+        x = mx.nd.array(images, dtype=np.uint8).transpose((0, 3, 1, 2)).astype(np.float32)
+        xs = gluon.utils.split_and_load(x, self.ctx, even_split=True)
+        ys = gluon.utils.split_and_load(mx.nd.array(labels), self.ctx, even_split=True)
+        losses, hits = [], []
+        with autograd.record():
+            for xi, yi in zip(xs, ys):
+                loss, logits = self.head(self.net(xi), yi)
+                losses.append(loss.sum())
+                if logits is not None:
+                    hits.append((mx.nd.argmax(logits, axis=1) == yi).sum())
+        autograd.backward(losses)
+        # Gradients are sums over the global batch: one normaliser for all devices and workers.
+        self.trainer.step(cfg.global_batch)
+        total = sum(float(l.asscalar()) for l in losses)
+        correct = sum(float(h.asscalar()) for h in hits)
+        n = len(labels)
+        return total / n, correct / n
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_arrays(self) -> Dict[str, np.ndarray]:
+        """Parameters of the first device (``param/NAME``) and optimiser states (``trainer``)."""
+        arrays = {f"param/{k}": p.data(self.ctx[0]).asnumpy() for k, p in self.params.items()}
+        fd, tmp = tempfile.mkstemp(suffix=".states")
+        os.close(fd)
+        try:
+            self.trainer.save_states(tmp)
+            with open(tmp, "rb") as handle:
+                arrays["trainer"] = np.frombuffer(handle.read(), dtype=np.uint8)
+        finally:
+            os.unlink(tmp)
+        return arrays
+
+    def load_state_arrays(self, arrays: Dict[str, np.ndarray], source: str) -> None:
+        import mxnet as mx
+
+        for name, param in self.params.items():
+            value = arrays.get(f"param/{name}")
+            if value is None or tuple(value.shape) != tuple(param.shape):
+                found = None if value is None else tuple(value.shape)
+                raise CheckpointError(f"{source}: parameter {name}: expected shape {tuple(param.shape)}, "
+                                      f"found {found}")
+            param.set_data(mx.nd.array(value, dtype=value.dtype))
+        if "trainer" not in arrays:
+            raise CheckpointError(f"{source}: no optimiser state")
+        fd, tmp = tempfile.mkstemp(suffix=".states")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(arrays["trainer"].tobytes())
+            self.trainer.load_states(tmp)
+        finally:
+            os.unlink(tmp)
+
+    def assert_finite(self, mbatch: int) -> None:
+        """Refuse to write parameters that hold NaN/inf."""
+        for name, param in self.params.items():
+            if not np.isfinite(param.data(self.ctx[0]).sum().asscalar()):
+                raise NonFiniteLossError(f"batch {mbatch}: parameter {name} holds NaN/inf (diverged: lower "
+                                         "--lr); nothing was saved")
+
+    def deployable(self):
+        """The backbone, ready for ``HybridBlock.export`` (hybridized and run once)."""
+        import mxnet as mx
+
+        if not self.cfg.hybridize:
+            self.net.hybridize()
+            h, w = self.cfg.image_hw
+            self.net(mx.nd.zeros((1, 3, h, w), ctx=self.ctx[0]))
+        return self.net
+
+    def checksum(self) -> float:
+        """Sum of |parameters| on the first device (identical across dist workers)."""
+        return float(sum(np.abs(p.data(self.ctx[0]).asnumpy()).astype(np.float64).sum()
+                         for p in self.params.values()))
+
+    @staticmethod
+    def _num_values(block) -> int:
+        return int(sum(np.prod(p.shape) for p in block.collect_params().values()))
