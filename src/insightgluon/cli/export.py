@@ -1,0 +1,80 @@
+"""``insightgluon export``: an MXNet checkpoint to ONNX, or a training checkpoint without fc7.
+
+    insightgluon export --model model/r100,1 --output r100.onnx --calibrate-bin lfw.bin --far 1e-3
+    insightgluon export --model model/r100,1 --strip-fc7 model/r100-slim
+"""
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from insightgluon.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="insightgluon export",
+        description="Export a checkpoint's embedding to ONNX (onnxruntime and insightface "
+                    "accept it as is), or strip fc7 from a training checkpoint.")
+    parser.add_argument("--model", required=True, help="checkpoint as prefix,epoch")
+    parser.add_argument("--layer", default="fc1", help="embedding layer (default: fc1)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--output", help="ONNX file to write")
+    mode.add_argument("--strip-fc7", dest="strip_fc7", metavar="OUT_PREFIX",
+                      help="write OUT_PREFIX-symbol.json/-NNNN.params ending at --layer")
+    parser.add_argument("--image-size", dest="image_size", type=int, default=112,
+                        help="square input side (default: 112)")
+    parser.add_argument("--calibrate-bin", dest="calibrate_bin", metavar="BIN",
+                        help=".bin verification set to calibrate the decision threshold on")
+    parser.add_argument("--far", type=float, default=1e-3,
+                        help="false-accept rate of the calibrated threshold (default: 1e-3)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest relative onnxruntime-vs-MXNet difference (default: 1e-4)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=32,
+                        help="images per forward during calibration (default: 32)")
+    return parser
+
+
+def _calibrate(args, prefix: str, epoch: int) -> dict:
+    from insightgluon.export.deploy import calibrate_threshold
+    from insightgluon.model_io import load_symbol_block
+
+    if not args.calibrate_bin:
+        return {}
+    block = load_symbol_block(prefix, epoch, args.layer)
+    block.hybridize(static_alloc=True, static_shape=True)
+    values = calibrate_threshold(block, args.calibrate_bin, args.far,
+                                 (args.image_size, args.image_size), args.batch_size)
+    sys.stdout.write(f"{args.calibrate_bin}: threshold_cos {values['threshold_cos']:.4f} at FAR "
+                     f"{args.far:g} (TAR {values['tar']:.4f}, accuracy {values['accuracy']:.4f})\n")
+    return values
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from insightgluon.model_io import parse_model_spec
+
+    args = build_parser().parse_args(argv)
+    models = parse_model_spec(args.model)
+    if len(models) != 1:
+        raise ConfigError(f"--model '{args.model}': export takes one prefix,epoch")
+    prefix, epoch = models[0]
+    if args.strip_fc7:
+        from insightgluon.export.deploy import strip_fc7, write_checkpoint_metadata
+
+        sym_file, params_file = strip_fc7(prefix, epoch, args.strip_fc7, args.layer)
+        sys.stdout.write(f"wrote {sym_file} and {params_file}\n")
+        values = _calibrate(args, args.strip_fc7, epoch)
+        if values:
+            values.update(layer=args.layer, image_size=f"{args.image_size}x{args.image_size}")
+            sys.stdout.write(f"wrote {write_checkpoint_metadata(args.strip_fc7, epoch, values)}\n")
+        return 0
+    from insightgluon.export.onnx import export_onnx
+
+    values = _calibrate(args, prefix, epoch)
+    report = export_onnx(prefix, epoch, args.output, args.layer,
+                         (args.image_size, args.image_size), metadata=values,
+                         tolerance=args.tolerance)
+    sys.stdout.write(f"{report}\n")
+    return 0

@@ -1,0 +1,247 @@
+"""Face verification and gallery search with a deployed model (MXNet checkpoint or ONNX).
+
+:class:`FaceModel` hides where the model runs: ``prefix,epoch`` loads the
+checkpoint's ``fc1`` with MXNet, ``*.onnx`` runs in onnxruntime. Both take raw
+RGB pixels and are embedded the same way as in verification (flip-summed, L2
+normalised), so a threshold calibrated on a ``.bin`` applies as is.
+"""
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from insightgluon.errors import CheckpointError, ConfigError, DataFormatError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CACHE_NAME = ".insightgluon-embeddings.npz"
+
+
+class FaceModel:
+    """An embedding model: callable on NDArray ``(N, 3, H, W)`` raw RGB, returning ``(N, D)``.
+
+    Use :meth:`load`. ``metadata`` holds what was stored with the model
+    (``threshold_cos``, ``far``, ``emb_size``, ...); ``image_size`` is
+    ``(height, width)``; ``files`` are the files the model was read from.
+    """
+
+    def __init__(self, name: str, forward, image_size: Tuple[int, int], metadata: Dict[str, str],
+                 files: Sequence[str] = ()):
+        self.name = name
+        self.files = list(files)
+        self._forward = forward
+        self.image_size = image_size
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, spec: str, ctx=None) -> "FaceModel":
+        """Load ``prefix,epoch`` (layer ``fc1``) or a ``.onnx`` file."""
+        if spec.lower().endswith(".onnx"):
+            return cls._load_onnx(spec)
+        from insightgluon.export.deploy import read_checkpoint_metadata
+        from insightgluon.model_io import checkpoint_paths, load_symbol_block, parse_model_spec
+
+        models = parse_model_spec(spec)
+        if len(models) != 1:
+            raise CheckpointError(f"model '{spec}': give exactly one prefix,epoch")
+        prefix, epoch = models[0]
+        meta = read_checkpoint_metadata(prefix, epoch)
+        block = load_symbol_block(prefix, epoch, meta.get("layer", "fc1"), ctx=ctx)
+        block.hybridize(static_alloc=True, static_shape=True)
+        side = int(meta.get("image_size", "112x112").split("x")[0])
+        return cls(spec, block, (side, side), meta, checkpoint_paths(prefix, epoch))
+
+    @classmethod
+    def _load_onnx(cls, path: str) -> "FaceModel":
+        import mxnet as mx
+
+        from insightgluon.export.onnx import onnx_session, read_metadata
+
+        meta = read_metadata(path)
+        session = onnx_session(path)
+        inp = session.get_inputs()[0]
+        height, width = inp.shape[2:4]
+        if not isinstance(height, int) or not isinstance(width, int):
+            raise CheckpointError(f"{path}: input {inp.shape} needs a fixed image size")
+
+        def forward(batch):
+            return mx.nd.array(session.run(None, {inp.name: batch.asnumpy()})[0])
+
+        return cls(path, forward, (height, width), meta, [path])
+
+    def __call__(self, batch):
+        return self._forward(batch)
+
+    @property
+    def threshold(self) -> Optional[float]:
+        """Calibrated cosine threshold stored with the model, if any."""
+        value = self.metadata.get("threshold_cos")
+        return float(value) if value is not None else None
+
+    def embed(self, images_rgb: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 RGB aligned faces -> ``(N, D)`` unit embeddings."""
+        from insightgluon.eval.embed import embed_images
+
+        return embed_images(self, images_rgb, batch_size=batch_size, flip=True)[0]
+
+
+class FaceCropper:
+    """Turns a photo file into the model's input crop.
+
+    With ``aligned=True`` the file must already be an aligned face of the
+    model's size. Otherwise MTCNN finds the faces and the highest-scoring one
+    is aligned with the five-point template.
+    """
+
+    def __init__(self, image_size: Tuple[int, int], aligned: bool = False, ctx=None):
+        self.image_size = tuple(image_size)
+        self.aligned = aligned
+        self._ctx = ctx
+        self._detector = None
+
+    def __call__(self, path: str) -> np.ndarray:
+        from insightgluon.data.image import decode_jpeg
+
+        try:
+            with open(path, "rb") as stream:
+                rgb = decode_jpeg(stream.read(), source=path)
+        except OSError as err:
+            raise DataFormatError(f"{path}: cannot read image ({err.strerror})")
+        if self.aligned:
+            if rgb.shape[:2] != self.image_size:
+                raise DataFormatError(f"{path}: aligned input must be {self.image_size[0]}x"
+                                      f"{self.image_size[1]}, got {rgb.shape[0]}x{rgb.shape[1]}")
+            return rgb
+        return self._align(rgb, path)
+
+    def _align(self, rgb: np.ndarray, path: str) -> np.ndarray:
+        from insightgluon.align.mtcnn import MTCNN
+        from insightgluon.align.transform import align_face
+
+        if self._detector is None:
+            self._detector = MTCNN(ctx=self._ctx)
+        boxes, landmarks = self._detector.detect(rgb)
+        if len(boxes) == 0:
+            raise DataFormatError(f"{path}: no face detected (use --aligned for pre-aligned crops)")
+        best = int(np.argmax(boxes[:, 4]))
+        return align_face(rgb, landmarks[best], self.image_size)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+@dataclass(frozen=True)
+class Match:
+    """One search result: identity folder, best cosine similarity and the image giving it."""
+
+    identity: str
+    score: float
+    image: str
+
+
+def gallery_files(gallery: str) -> List[Tuple[str, str]]:
+    """``(identity, relative path)`` of every image in ``gallery/<identity>/``, sorted."""
+    if not os.path.isdir(gallery):
+        raise DataFormatError(f"{gallery}: gallery is not a directory")
+    files = []
+    for identity in sorted(os.listdir(gallery)):
+        folder = os.path.join(gallery, identity)
+        if not os.path.isdir(folder) or identity.startswith("."):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append((identity, os.path.join(identity, name)))
+    if not files:
+        raise DataFormatError(f"{gallery}: no images in identity folders (expected "
+                              "GALLERY/<identity>/<image>.jpg)")
+    return files
+
+
+class Gallery:
+    """Embeddings of a gallery folder, cached in ``gallery/.insightgluon-embeddings.npz``.
+
+    The cache is keyed by the model (path, size and modification time of its
+    files) and by each image's size and modification time, so only new or
+    changed images are embedded again.
+    """
+
+    def __init__(self, root: str, model: FaceModel, cropper: FaceCropper, cache: bool = True):
+        self.root = root
+        self.model = model
+        self.cropper = cropper
+        self.cache_path = os.path.join(root, CACHE_NAME) if cache else None
+        self.files = gallery_files(root)
+        self.identities = [identity for identity, _ in self.files]
+        self.embeddings, self.embedded_now = self._embed_all()
+
+    def _stamp(self, rel: str) -> str:
+        info = os.stat(os.path.join(self.root, rel))
+        return f"{rel}|{info.st_size}|{info.st_mtime_ns}"
+
+    def _model_key(self) -> str:
+        parts = []
+        for path in self.model.files:
+            info = os.stat(path)
+            parts.append(f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}")
+        parts.append(f"aligned={self.cropper.aligned}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _load_cache(self, key: str) -> Dict[str, np.ndarray]:
+        if not self.cache_path or not os.path.isfile(self.cache_path):
+            return {}
+        try:
+            with np.load(self.cache_path, allow_pickle=False) as data:
+                if str(data["model"]) != key:
+                    return {}
+                return dict(zip((str(s) for s in data["stamps"]), data["embeddings"]))
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("%s: ignoring unreadable cache (%s)", self.cache_path, err)
+            return {}
+
+    def _embed_all(self) -> Tuple[np.ndarray, int]:
+        key = self._model_key()
+        stamps = [self._stamp(rel) for _, rel in self.files]
+        cached = self._load_cache(key)
+        todo = [i for i, stamp in enumerate(stamps) if stamp not in cached]
+        if todo:
+            crops = np.stack([self.cropper(os.path.join(self.root, self.files[i][1])) for i in todo])
+            fresh = self.model.embed(crops)
+            cached.update({stamps[i]: fresh[j] for j, i in enumerate(todo)})
+        embeddings = np.stack([cached[stamp] for stamp in stamps]).astype(np.float32)
+        if todo and self.cache_path:
+            self._save_cache(key, stamps, embeddings)
+        logger.info("%s: %d images of %d identities (%d embedded now, %d from cache)", self.root,
+                    len(stamps), len(set(self.identities)), len(todo), len(stamps) - len(todo))
+        return embeddings, len(todo)
+
+    def _save_cache(self, key: str, stamps: Sequence[str], embeddings: np.ndarray) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.root)
+            with os.fdopen(fd, "wb") as stream:
+                np.savez(stream, model=np.array(key), stamps=np.array(stamps), embeddings=embeddings)
+            os.replace(tmp, self.cache_path)
+        except OSError as err:
+            logger.warning("%s: cannot write the embedding cache (%s)", self.cache_path, err)
+
+    def search(self, probe: np.ndarray, top_k: int = 5) -> List[Match]:
+        """The ``top_k`` identities most similar to ``probe`` (a unit embedding ``(D,)``).
+
+        An identity scores the best cosine similarity over its images.
+        """
+        if top_k < 1:
+            raise ConfigError(f"top-k must be at least 1, got {top_k}")
+        scores = self.embeddings @ np.asarray(probe, np.float32).ravel()
+        best: Dict[str, Tuple[float, str]] = {}
+        for (identity, rel), score in zip(self.files, scores):
+            if identity not in best or score > best[identity][0]:
+                best[identity] = (float(score), rel)
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:top_k]
+        return [Match(identity, score, rel) for identity, (score, rel) in ranked]
