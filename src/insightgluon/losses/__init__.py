@@ -8,13 +8,14 @@ from typing import Union
 
 from insightgluon.errors import ConfigError
 from insightgluon.losses.base import LOSSES, Hyper, LossHead, accuracy, ce_loss
-from insightgluon.losses import margin as _margin  # noqa: F401  (registers its losses)
+from insightgluon.losses import angular, focal, margin, partial_fc, sphereface, triplet  # noqa: F401 (registering)
 from insightgluon.losses.margin import MarginHead
+from insightgluon.losses.partial_fc import PartialFCHead
 
 #: The one table from the legacy integer ``--loss-type`` to a loss name.
 LEGACY_LOSS_TYPES = {0: "softmax", 1: "sphereface", 2: "cosface", 4: "arcface", 5: "combined", 12: "triplet"}
 
-__all__ = ["LEGACY_LOSS_TYPES", "LOSSES", "LossHead", "MarginHead", "accuracy", "ce_loss",
+__all__ = ["LEGACY_LOSS_TYPES", "LOSSES", "LossHead", "MarginHead", "PartialFCHead", "accuracy", "ce_loss",
            "create_loss", "loss_name"]
 
 
@@ -51,6 +52,7 @@ def create_loss(name: Union[str, int], num_classes: int, emb_size: int, **hyper)
     **hyper
         Training-config fields (``margin_s``, ``margin_m``, ``margin_a``, ``margin_b``,
         ``easy_margin``, ``beta`` …); keys a loss does not use are ignored.
+        ``sample_rate`` < 1 wraps a margin head in :class:`PartialFCHead`.
 
     Returns
     -------
@@ -60,4 +62,10 @@ def create_loss(name: Union[str, int], num_classes: int, emb_size: int, **hyper)
     key = loss_name(name)
     if int(num_classes) < 1 or int(emb_size) < 1:
         raise ConfigError(f"loss {key}: num_classes={num_classes} and emb_size={emb_size} must be >= 1")
-    return LOSSES.get(key)(int(num_classes), int(emb_size), Hyper(key, hyper))
+    hyper = Hyper(key, hyper)
+    head = LOSSES.get(key)(int(num_classes), int(emb_size), hyper)
+    rate = hyper.get("sample_rate", 1.0, low=0.0, high=1.0, low_open=True)
+    if rate < 1.0 and isinstance(head, MarginHead):
+        head = PartialFCHead(head, rate, seed=hyper.get("seed", 0, kind=int))
+    return head
+

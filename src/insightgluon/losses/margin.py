@@ -120,6 +120,10 @@ class MarginHead(LossHead, gluon.HybridBlock):
         logits = self.margin_logits(F, embedding, label, fc7_weight, fc7_bias, self.num_classes, *extra)
         return self.loss_from_logits(F, logits, label, embedding), logits
 
+    def extra_inputs(self, embedding):
+        """Extra (NDArray) graph inputs after ``label``: per-step values such as SphereFace's β."""
+        return ()
+
     def cosine(self, F, embedding, weight, num_classes):
         """cos θ_j between normalised embeddings and weight rows, (N, num_classes)."""
         x = F.L2Normalization(embedding, mode="instance")
