@@ -1,0 +1,15 @@
+"""Face-recognition backbones under their legacy ``--network`` names.
+
+``get_network("r100", emb_size=512)`` returns a Gluon ``HybridBlock`` whose
+parameter names equal the 2018 InsightFace symbols', so old checkpoints load
+with :func:`load_legacy_params`. Families: :mod:`.resnet` (``r18`` ... ``r269``),
+:mod:`.mobilefacenet` (``y1``), :mod:`.mobilenet` (``m1``), :mod:`.dpn`
+(``p68`` ... ``p131``), :mod:`.densenet` (``d121`` ... ``d201``) and
+:mod:`.inception_resnet_v2` (``i4``).
+"""
+from insightgluon.networks import mobilefacenet, resnet  # noqa: F401  (register families)
+from insightgluon.networks.base import NETWORKS, get_network, network_names
+from insightgluon.networks.legacy import load_legacy_params, read_legacy_params
+
+__all__ = ["NETWORKS", "get_network", "network_names", "load_legacy_params",
+           "read_legacy_params"]

@@ -1,0 +1,86 @@
+"""The network registry and the options every family shares."""
+from typing import Any, Dict, Iterable, List, Optional
+
+from insightgluon.errors import ConfigError
+from insightgluon.nn import ACTIVATIONS, HEADS
+from insightgluon.registry import Registry
+
+NETWORKS = Registry("network")
+
+
+def check_choice(value: Any, valid: Iterable, option: str) -> Any:
+    """Return ``value`` if it is one of ``valid``, else raise a one-line :class:`ConfigError`."""
+    valid = list(valid)
+    if value not in valid:
+        raise ConfigError(f"{option}={value!r} is not supported; choose one of: "
+                          f"{', '.join(str(v) for v in valid)}")
+    return value
+
+
+def scaled(channels: int, multiplier: float, divisor: int = 8) -> int:
+    """``channels * multiplier`` rounded to a multiple of ``divisor`` (at least ``divisor``).
+
+    ``multiplier == 1`` returns ``channels`` unchanged, so legacy shapes are kept exactly.
+    """
+    if multiplier == 1.0:
+        return channels
+    return max(divisor, int(channels * multiplier + divisor / 2) // divisor * divisor)
+
+
+def common_options(emb_size: int, version_output: Optional[str], version_act: str,
+                   version_multiplier: float, default_output: str) -> Dict[str, Any]:
+    """Validate the options shared by all families; return them with the head resolved."""
+    if int(emb_size) <= 0:
+        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+    if not float(version_multiplier) > 0:
+        raise ConfigError(f"version_multiplier={version_multiplier!r} must be > 0")
+    head = default_output if version_output in (None, "") else str(version_output)
+    check_choice(head, HEADS.names(), "version_output")
+    check_choice(version_act, ACTIVATIONS.names(), "version_act")
+    return dict(emb_size=int(emb_size), version_output=head, version_act=version_act,
+                version_multiplier=float(version_multiplier))
+
+
+def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_input: int = 1,
+                version_output: Optional[str] = None, version_unit: int = 3,
+                version_act: str = "prelu", version_multiplier: float = 1.0,
+                bn_mom: float = 0.9):
+    """Build the backbone registered as ``name`` (legacy ``--network`` value).
+
+    Parameters
+    ----------
+    name : str
+        ``r18`` ... ``r269``, ``y1``, ``m1``, ``p68`` ... ``p131``, ``d121`` ... ``d201``, ``i4``
+        (see :func:`network_names`).
+    emb_size : int
+        Width of the ``fc1`` embedding.
+    version_se, version_input, version_unit : int
+        Legacy ResNet options (SE blocks; stem 0: 7x7/s2, 1: 3x3/s1, 2: BN + 3x3/s1;
+        unit 1: post-activation, 2: pre-activation, 3: IR). Families without the
+        option ignore it.
+    version_output : str, optional
+        Embedding head (``E``, ``GDC``, ``GNAP``, ...); ``None`` takes the family's
+        default (``GDC`` for ``y1``, ``E`` elsewhere).
+    version_act : str
+        ``prelu`` (fast PReLU), ``prelu_native``, ``relu``, ``sigmoid``, ``tanh``, ...
+    version_multiplier : float
+        Width multiplier; 1.0 keeps the legacy shapes.
+    bn_mom : float
+        BatchNorm momentum.
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+        Uninitialised. Input (N, 3, 112, 112) float32 raw RGB 0..255; output
+        (N, emb_size), the legacy ``fc1`` (not L2-normalised).
+    """
+    builder = NETWORKS.get(name)
+    return builder(emb_size=emb_size, version_se=version_se, version_input=version_input,
+                   version_output=version_output, version_unit=version_unit,
+                   version_act=version_act, version_multiplier=version_multiplier,
+                   bn_mom=bn_mom)
+
+
+def network_names() -> List[str]:
+    """Every registered network name, sorted."""
+    return NETWORKS.names()

@@ -1,0 +1,149 @@
+"""Embedding heads (legacy ``--version-output``): last feature map -> ``fc1`` embedding.
+
+Each head is data: a list of layer specs built in order, so a new head is one
+registry entry. Names are the legacy ones (``bn1``, ``pre_fc1``, ``fc1``,
+``conv_6dw7_7_*``...), hence 2018 checkpoints load. Every head but ``D`` ends in
+an operator named ``fc1`` (``fc1_output`` is where exporters cut the graph);
+``A`` and ``Z`` have no dense layer, so their width is the feature map's, not
+``emb_size``.
+"""
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from insightgluon.nn.blocks import Flatten, GlobalAvgPool, Sequence, make_activation
+from insightgluon.nn.layers import LEGACY_BN_EPS, MXNET_BN_EPS, BatchNorm, Conv, Dense, LegacyNamed
+from insightgluon.registry import Registry
+
+HEADS = Registry("output head (--version-output)")
+
+
+class Identity(LegacyNamed):
+    """Names its input ``name`` (so that ``<name>_output`` exists in an exported graph)."""
+
+    def hybrid_forward(self, F, x):
+        with self._raw_names():
+            return F.identity(x, name=self.op_name)
+
+
+def _bn1(ctx):
+    return BatchNorm("bn1", momentum=ctx["bn_mom"])
+
+
+def _fc1_bn(ctx):
+    return BatchNorm("fc1", momentum=ctx["bn_mom"], fix_gamma=True)
+
+
+def _register_sequence(name, *parts):
+    """Register head ``name`` built from ``parts``: callables ``ctx -> layer``."""
+
+    @HEADS.register(name)
+    def build(emb_size, in_channels, act="prelu", bn_mom=0.9):
+        ctx = dict(emb_size=emb_size, in_channels=in_channels, act=act, bn_mom=bn_mom)
+        return Sequence([part(ctx) for part in parts])
+
+    return build
+
+
+def _dropout(p):
+    return lambda ctx: nn.Dropout(p)
+
+
+def _dense(name):
+    return lambda ctx: Dense(name, ctx["emb_size"])
+
+
+def _pool_act(ctx):
+    return [BatchNorm("bn1", momentum=ctx["bn_mom"]),
+            make_activation(ctx["act"], "relu1", ctx["in_channels"]),
+            GlobalAvgPool("pool1")]
+
+
+_register_sequence("E", _bn1, _dropout(0.4), _dense("pre_fc1"), _fc1_bn)
+_register_sequence("F", _bn1, _dropout(0.4), _dense("fc1"))
+_register_sequence("G", _bn1, _dense("fc1"))
+_register_sequence("H", _dense("fc1"))
+_register_sequence("I", _bn1, _dense("pre_fc1"), _fc1_bn)
+_register_sequence("J", _dense("pre_fc1"), _fc1_bn)
+_register_sequence("Z", _bn1, _dropout(0.4), lambda ctx: Flatten("fc1"))
+_register_sequence("GAP", lambda ctx: Sequence(_pool_act(ctx)), _dense("pre_fc1"), _fc1_bn)
+
+
+def _gdc_dw(ctx):
+    # Global depthwise conv: one 7x7 filter per channel, then BN (the legacy ``Linear``).
+    c = ctx["in_channels"]
+    return Sequence([Conv("conv_6dw7_7_conv2d", c, kernel=7, groups=c),
+                           BatchNorm("conv_6dw7_7_batchnorm", eps=MXNET_BN_EPS,
+                                     momentum=ctx["bn_mom"])])
+
+
+_register_sequence("GDC", _gdc_dw, _dense("pre_fc1"), _fc1_bn)
+
+for _letter in "ABCD":
+    for _suffix in ("", "X"):
+        _tail = {
+            "A": [lambda ctx: Flatten("fc1")],
+            "B": [_dense("pre_fc1"), lambda ctx: Identity("fc1")],
+            "C": [_dense("pre_fc1"), _fc1_bn],
+            "D": [_dense("pre_fc1"), _fc1_bn,
+                  lambda ctx: make_activation(ctx["act"], "fc1_relu", ctx["emb_size"],
+                                              spatial=False)],
+        }[_letter]
+        _drop = [lambda ctx: Flatten("flat"), _dropout(0.2)] if _suffix else []
+        _register_sequence(_letter + _suffix, lambda ctx: Sequence(_pool_act(ctx)),
+                           *_drop, *_tail)
+
+
+class GNAPHead(HybridBlock):
+    """Global norm-aware pooling (MobileFaceNet++): each position is reweighted by
+    mean(||x||) / ||x_hw|| before average pooling, then BN -> dense -> BN ``fc1``.
+
+    The mean is taken per image; the 2018 code took it over the whole batch,
+    which made an embedding depend on the other images of its batch.
+    """
+
+    width = 512
+
+    def __init__(self, emb_size, in_channels, act="prelu", bn_mom=0.9):
+        super().__init__(prefix="")
+        self.emb_size = emb_size
+        with self.name_scope():
+            self.convx = None
+            if in_channels != self.width:
+                self.convx = Sequence([
+                    Conv("convx", self.width),
+                    BatchNorm("convx_bn", momentum=bn_mom),
+                    make_activation(act, "convx_relu", self.width)])
+            self.bn6f = BatchNorm("bn6f", momentum=bn_mom, fix_gamma=True)
+            self.pool = GlobalAvgPool("pool1")
+            if emb_size < self.width:
+                self.fc = Sequence([BatchNorm("bn6w", momentum=bn_mom, fix_gamma=True),
+                                          Dense("pre_fc1", emb_size)])
+            else:
+                self.fc = Flatten("flat")
+            self.fc1 = BatchNorm("fc1", momentum=bn_mom, fix_gamma=True)
+
+    def hybrid_forward(self, F, x):
+        if self.convx is not None:
+            x = self.convx(x)
+        x = self.bn6f(x)
+        with mx.name.NameManager():
+            norm = F.sqrt(F.sum(F.square(x, name="gnap_sq"), axis=1, keepdims=True,
+                                name="gnap_sum"), name="gnap_norm")
+            weight = F.broadcast_div(F.mean(norm, axis=(2, 3), keepdims=True,
+                                                   name="gnap_mean"), norm, name="gnap_weight")
+            x = F.broadcast_mul(x, weight, name="gnap_mul")
+        return self.fc1(self.fc(self.pool(x)))
+
+
+HEADS.register("GNAP")(GNAPHead)
+
+
+def make_head(version_output, emb_size, in_channels, act="prelu", bn_mom=0.9):
+    """Build the embedding head ``version_output`` (a :data:`HEADS` key) for ``in_channels`` inputs.
+
+    Returns a block mapping (N, in_channels, 7, 7) to (N, emb_size) (``A``/``Z``: see module doc).
+    """
+    return HEADS.get(version_output)(emb_size, in_channels, act=act, bn_mom=bn_mom)
+
+
+__all__ = ["HEADS", "make_head", "GNAPHead", "Identity", "LEGACY_BN_EPS"]

@@ -1,0 +1,113 @@
+"""Primitive layers whose parameter *and* operator names equal the 2018 symbols'.
+
+Gluon's stock layers name their operators ``<prefix>fwd`` and BatchNorm's
+statistics ``running_mean``; the legacy graphs call them ``conv0``/``bn0`` and
+``moving_mean``. These layers take the legacy name once (``Conv("conv0", ...)``)
+and use it for both, so ``collect_params()`` keys are ``conv0_weight``,
+``bn0_moving_mean``, ... and an exported graph has ``fc1_output`` like a 2018
+checkpoint. Every layer is a ``HybridBlock`` written with ``F.*`` only.
+"""
+import mxnet as mx
+from mxnet.gluon import HybridBlock
+
+# MXNet's BatchNorm default, which the legacy MobileFaceNet layers relied on.
+MXNET_BN_EPS = 1e-3
+# The epsilon the legacy ResNets and every embedding head pass explicitly.
+LEGACY_BN_EPS = 2e-5
+
+
+class LegacyNamed(HybridBlock):
+    """Base of a layer whose parameters are ``<name>_<param>`` and whose operator is ``<name>``."""
+
+    def __init__(self, name):
+        super().__init__(prefix=f"{name}_")
+        self.op_name = name
+
+    def _raw_names(self):
+        """A name manager without the block prefix, so an operator is called exactly ``op_name``."""
+        return mx.name.NameManager()
+
+
+class Conv(LegacyNamed):
+    """2-D convolution ``<name>_weight`` (out, in/groups, k, k) [+ ``<name>_bias``].
+
+    Input (N, C_in, H, W) -> output (N, channels, H', W').
+    """
+
+    def __init__(self, name, channels, kernel=1, stride=1, pad=0, groups=1, use_bias=False,
+                 in_channels=0):
+        super().__init__(name)
+        kernel, stride, pad = (_pair(v) for v in (kernel, stride, pad))
+        self._kwargs = dict(kernel=kernel, stride=stride, pad=pad, num_filter=channels,
+                            num_group=groups, no_bias=not use_bias)
+        self.weight = self.params.get("weight", allow_deferred_init=True,
+                                      shape=(channels, in_channels // groups if in_channels else 0)
+                                      + kernel)
+        self.bias = self.params.get("bias", shape=(channels,), init="zeros",
+                                    allow_deferred_init=True) if use_bias else None
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        with self._raw_names():
+            if bias is None:
+                return F.Convolution(x, weight, name=self.op_name, **self._kwargs)
+            return F.Convolution(x, weight, bias, name=self.op_name, **self._kwargs)
+
+
+class BatchNorm(LegacyNamed):
+    """BatchNorm over axis 1 with ``gamma``, ``beta``, ``moving_mean``, ``moving_var``.
+
+    ``fix_gamma=True`` (the legacy ``fc1`` layer) keeps ``gamma`` as a parameter,
+    so checkpoints still carry it, but the operator uses 1 and it gets no gradient.
+    """
+
+    def __init__(self, name, eps=LEGACY_BN_EPS, momentum=0.9, fix_gamma=False, in_channels=0):
+        super().__init__(name)
+        self._kwargs = dict(eps=eps, momentum=momentum, fix_gamma=fix_gamma)
+        shape = (in_channels,)
+        self.gamma = self.params.get("gamma", grad_req="null" if fix_gamma else "write",
+                                     shape=shape, init="ones", allow_deferred_init=True)
+        self.beta = self.params.get("beta", shape=shape, init="zeros", allow_deferred_init=True)
+        self.moving_mean = self.params.get("moving_mean", grad_req="null", shape=shape,
+                                           init="zeros", allow_deferred_init=True,
+                                           differentiable=False)
+        self.moving_var = self.params.get("moving_var", grad_req="null", shape=shape,
+                                          init="ones", allow_deferred_init=True,
+                                          differentiable=False)
+
+    def hybrid_forward(self, F, x, gamma, beta, moving_mean, moving_var):
+        with self._raw_names():
+            return F.BatchNorm(x, gamma, beta, moving_mean, moving_var, name=self.op_name,
+                               **self._kwargs)
+
+
+class Dense(LegacyNamed):
+    """FullyConnected ``<name>_weight`` (units, in) and ``<name>_bias``; flattens its input."""
+
+    def __init__(self, name, units, use_bias=True, in_units=0):
+        super().__init__(name)
+        self._kwargs = dict(num_hidden=units, no_bias=not use_bias, flatten=True)
+        self.weight = self.params.get("weight", shape=(units, in_units), allow_deferred_init=True)
+        self.bias = self.params.get("bias", shape=(units,), init="zeros",
+                                    allow_deferred_init=True) if use_bias else None
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        with self._raw_names():
+            if bias is None:
+                return F.FullyConnected(x, weight, name=self.op_name, **self._kwargs)
+            return F.FullyConnected(x, weight, bias, name=self.op_name, **self._kwargs)
+
+
+class Activation(LegacyNamed):
+    """A parameter-free activation (``relu``, ``sigmoid``, ``tanh``, ``softrelu``, ``softsign``)."""
+
+    def __init__(self, name, act_type):
+        super().__init__(name)
+        self.act_type = act_type
+
+    def hybrid_forward(self, F, x):
+        with self._raw_names():
+            return F.Activation(x, act_type=self.act_type, name=self.op_name)
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
