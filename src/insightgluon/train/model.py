@@ -81,7 +81,7 @@ class TrainModel:
         self.trainer = gluon.Trainer(self.params, "sgd", {"learning_rate": cfg.lr, "momentum": cfg.mom,
                                                           "wd": cfg.wd}, kvstore=kvstore, update_on_kvstore=False)
         logger.info("network %s: %d parameter arrays, %.2fM values; head %s with %d classes on %s",
-                    cfg.network, len(self.net.collect_params()), self._num_values(self.net) / 1e6,
+                    cfg.network, len(list(self.net.collect_params().keys())), self._num_values(self.net) / 1e6,
                     cfg.loss, cfg.num_classes, ", ".join(str(c) for c in self.ctx))
 
     def _materialise(self) -> None:
@@ -118,9 +118,12 @@ class TrainModel:
                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
 
     def augment(self):
+        """The sample augmentation, or None when every augmentation flag is off."""
+        cfg = self.cfg
+        if not (cfg.rand_mirror or cfg.cutoff or cfg.color):
+            return None
         from insightgluon.data.transforms import FaceAugment
 
-        cfg = self.cfg
         return FaceAugment(rand_mirror=bool(cfg.rand_mirror), cutoff=cfg.cutoff, color=cfg.color)
 
     # -- training ------------------------------------------------------------------------------
