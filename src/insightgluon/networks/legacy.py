@@ -61,11 +61,12 @@ def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = Fa
         raise CheckpointError(f"{params_file}: missing {len(missing)} network parameters: "
                               f"{_few(missing)} (was it saved from another --network or options?)")
     for name, param in params.items():
-        expected = param.shape
-        if name in saved and expected and all(expected) \
-                and tuple(expected) != tuple(saved[name].shape):
+        expected = tuple(param.shape or ())
+        got = tuple(saved[name].shape) if name in saved else None
+        if got is not None and expected and (
+                len(expected) != len(got) or any(e not in (0, g) for e, g in zip(expected, got))):
             raise CheckpointError(f"{params_file}: parameter {name} has shape "
-                                  f"{tuple(saved[name].shape)}, the network expects {expected}")
+                                  f"{got}, the network expects {expected} (0 = any)")
     present = {name: saved[name] for name in params.keys() if name in saved}
     params.load_dict(present, ctx=ctx or mx.cpu(), allow_missing=allow_missing,
                      filename=params_file)
