@@ -195,3 +195,19 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="bad.onnx: not a readable ONNX model"):
         read_metadata(str(tmp_path / "bad.onnx"))
+
+
+def test_unused_initializers_are_pruned(tmp_path, monkeypatch):
+    # slope * 1 on a parameter is folded by the exporter into a new initializer.
+    x = stem()
+    slope = mx.sym.var("scale_gamma", shape=(8,))
+    x = mx.sym.broadcast_mul(x, mx.sym.reshape(slope * 1.0, shape=(1, -1, 1, 1)))
+    prefix = make_checkpoint(tmp_path, mx.sym.FullyConnected(x, num_hidden=4, flatten=True,
+                                                             name="fc1"))
+    assert export_onnx(prefix, 1, str(tmp_path / "ok.onnx")).passed
+    model = onnx.load(str(tmp_path / "ok.onnx"))
+    used = {name for node in model.graph.node for name in node.input}
+    assert all(init.name in used for init in model.graph.initializer)
+    without(monkeypatch, fixes.prune_unused_initializers)
+    export_onnx(prefix, 1, str(tmp_path / "bad.onnx"))
+    assert "scale_gamma" in {i.name for i in onnx.load(str(tmp_path / "bad.onnx")).graph.initializer}

@@ -16,7 +16,8 @@ keeps the function the MXNet graph computes; the parity check in
    equals the feature-map width.
 4. ``L2Normalization`` (instance mode) has no translation: the graph is cut
    before it (see :func:`cut_symbol`).
-5. Initializers are listed as graph inputs: runtimes cannot fold them.
+5. Initializers are listed as graph inputs: runtimes cannot fold them. (Also,
+   folded scalar arithmetic leaves the original parameter behind, unused.)
 6. The opset import is stamped from the installed onnx although the emitted
    nodes are opset-13 style (e.g. ReduceMean with an ``axes`` attribute). The
    exporter's own final graph check uses that newest opset too, so a graph
@@ -138,6 +139,22 @@ def drop_initializer_inputs(model, ranks=None) -> List[str]:
     return dropped
 
 
+def prune_unused_initializers(model, ranks=None) -> List[str]:
+    """Drop initializers no node reads.
+
+    The exporter folds scalar arithmetic on a parameter (e.g. ``gamma * 1``)
+    into a new initializer and keeps the original, which runtimes then warn about.
+    """
+    used = {name for node in model.graph.node for name in node.input}
+    used.update(value.name for value in model.graph.output)
+    kept = [init for init in model.graph.initializer if init.name in used]
+    dropped = [init.name for init in model.graph.initializer if init.name not in used]
+    if dropped:
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+    return dropped
+
+
 def pin_opset(model, ranks=None) -> List[str]:
     """Declare opset 13, the style of node the exporter's translators emit."""
     stamped = []
@@ -198,7 +215,8 @@ def mark_input_normalisation(model, ranks=None) -> List[str]:
     return action
 
 
-ONNX_FIXES = (prelu_slope_rank, drop_initializer_inputs, pin_opset, mark_input_normalisation)
+ONNX_FIXES = (prelu_slope_rank, drop_initializer_inputs, prune_unused_initializers, pin_opset,
+              mark_input_normalisation)
 
 
 @contextlib.contextmanager
