@@ -88,15 +88,19 @@ def _train_graph(embedding, num_classes=10):
 
 
 def _random_checkpoint(sym, prefix, batch):
-    """Bind, initialise with random values (incl. BN statistics), save; return the module."""
+    """Bind, initialise with random values (incl. BN statistics), save; return the params.
+
+    Scales are chosen so activations stay O(1) through the residual stages, as in
+    a trained model, which makes an absolute tolerance meaningful.
+    """
     mod = mx.mod.Module(_train_graph(sym), data_names=["data"], label_names=["softmax_label"])
     mod.bind([("data", batch.shape)], [("softmax_label", (batch.shape[0],))], for_training=False)
-    mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2))
+    mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=1))
     args, auxs = mod.get_params()
     rng = np.random.RandomState(1)
     for name, arr in list(args.items()) + list(auxs.items()):
         if name.endswith(("_gamma", "_beta", "_moving_mean", "_bias")):
-            arr[:] = rng.uniform(-0.5, 0.5, arr.shape) + (1.0 if name.endswith("_gamma") else 0)
+            arr[:] = rng.uniform(-0.2, 0.2, arr.shape) + (0.5 if name.endswith("_gamma") else 0)
         elif name.endswith("_moving_var"):
             arr[:] = rng.uniform(0.5, 1.5, arr.shape)
     mx.model.save_checkpoint(prefix, 1, mod.symbol, args, auxs)
@@ -136,7 +140,7 @@ def test_legacy_checkpoint_gives_same_embeddings(tmp_path, name, hybridize):
     got = net(batch).asnumpy()
     want = _legacy_embedding(sym, args, auxs, batch)
     assert got.shape == (2, 32)
-    assert np.abs(want).max() > 0.1
+    assert 0.1 < np.abs(want).max() < 100, np.abs(want).max()
     assert np.abs(got - want).max() < 1e-4
 
 
