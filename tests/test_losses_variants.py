@@ -200,6 +200,10 @@ def test_variant_bad_hyper_parameters():
         create_loss("am-focal", C, EMB, focal_gamma=-1)
     with pytest.raises(ConfigError, match="triplet_alpha=0 must be > 0"):
         create_loss("triplet", C, EMB, triplet_alpha=0)
+    with pytest.raises(ConfigError, match="images_per_identity=1 must be >= 2"):
+        create_loss("triplet", C, EMB, images_per_identity=1)
+    assert create_loss("triplet", C, EMB, images_per_identity=0).images_per_identity == 5
+    assert create_loss("triplet", C, EMB, images_per_identity=3).images_per_identity == 3
 
 
 # --------------------------------------------------------------------------- triplet

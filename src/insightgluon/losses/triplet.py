@@ -8,7 +8,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from insightgluon.errors import ConfigError
 from insightgluon.losses.base import LOSSES, LossHead
+
+#: ``images_per_identity`` of the legacy triplet trainer, used when the config says 0.
+LEGACY_IMAGES_PER_IDENTITY = 5
 
 
 def mine_semi_hard(embedding: np.ndarray, labels: np.ndarray, alpha: float, rng: np.random.Generator,
@@ -104,7 +108,10 @@ class TripletHead(LossHead, gluon.Block):
 @LOSSES.register("triplet")
 def _triplet(num_classes, emb_size, hyper):
     """Loss-type 12."""
+    per_identity = hyper.get("images_per_identity", 0, kind=int, low=0) or LEGACY_IMAGES_PER_IDENTITY
+    if per_identity < 2:
+        raise ConfigError(f"loss triplet: images_per_identity={per_identity} must be >= 2 (0: default 5)")
     return TripletHead(alpha=hyper.get("triplet_alpha", 0.3, low=0.0, low_open=True),
-                       images_per_identity=hyper.get("images_per_identity", 5, kind=int, low=2),
+                       images_per_identity=per_identity,
                        max_ap=hyper.get("triplet_max_ap", 0.0, low=0.0),
                        seed=hyper.get("seed", 0, kind=int))
