@@ -7,7 +7,8 @@ with :func:`load_legacy_params`. Families: :mod:`.resnet` (``r18`` ... ``r269``)
 (``p68`` ... ``p131``), :mod:`.densenet` (``d121`` ... ``d201``) and
 :mod:`.inception_resnet_v2` (``i4``).
 """
-from insightgluon.networks import mobilefacenet, resnet  # noqa: F401  (register families)
+from insightgluon.networks import (densenet, dpn, inception_resnet_v2,  # noqa: F401
+                                   mobilefacenet, mobilenet, resnet)  # (register families)
 from insightgluon.networks.base import NETWORKS, get_network, network_names
 from insightgluon.networks.legacy import load_legacy_params, read_legacy_params
 

@@ -83,16 +83,47 @@ class ConvBNAct(HybridBlock):
     """
 
     def __init__(self, conv_name, bn_name, act_name, channels, kernel=1, stride=1, pad=0,
-                 groups=1, act="prelu", bn_eps=LEGACY_BN_EPS, bn_mom=0.9):
+                 groups=1, act="prelu", bn_eps=LEGACY_BN_EPS, bn_mom=0.9, fix_gamma=False):
         super().__init__(prefix="")
         with self.name_scope():
             self.conv = Conv(conv_name, channels, kernel, stride, pad, groups)
-            self.bn = BatchNorm(bn_name, eps=bn_eps, momentum=bn_mom)
+            self.bn = BatchNorm(bn_name, eps=bn_eps, momentum=bn_mom, fix_gamma=fix_gamma)
             self.act = make_activation(act, act_name, channels) if act_name else None
 
     def hybrid_forward(self, F, x):
         x = self.bn(self.conv(x))
         return self.act(x) if self.act is not None else x
+
+
+class BNActConv(HybridBlock):
+    """Pre-activation BatchNorm -> activation -> convolution (``<name>_bn``, ``_relu``, ``_conv``).
+
+    Input (N, in_channels, H, W) -> (N, channels, H', W').
+    """
+
+    def __init__(self, name, in_channels, channels, kernel=1, stride=1, pad=0, groups=1,
+                 act="prelu", bn_mom=0.9):
+        super().__init__(prefix="")
+        with self.name_scope():
+            self.bn = BatchNorm(f"{name}_bn", momentum=bn_mom)
+            self.act = make_activation(act, f"{name}_relu", in_channels)
+            self.conv = Conv(f"{name}_conv", channels, kernel, stride, pad, groups)
+
+    def hybrid_forward(self, F, x):
+        return self.conv(self.act(self.bn(x)))
+
+
+class Pool(LegacyNamed):
+    """Max or average pooling with a fixed window, operator named ``name``."""
+
+    def __init__(self, name, kernel, stride, pad=0, pool_type="max"):
+        super().__init__(name)
+        self._kwargs = dict(kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad),
+                            pool_type=pool_type, pooling_convention="valid")
+
+    def hybrid_forward(self, F, x):
+        with self._raw_names():
+            return F.Pooling(x, name=self.op_name, **self._kwargs)
 
 
 class SqueezeExcite(HybridBlock):
