@@ -1,0 +1,63 @@
+"""Parameter and FLOP counts of a network, from its symbolic graph."""
+import json
+from typing import NamedTuple, Tuple
+
+
+class Summary(NamedTuple):
+    """``params``: every learned and statistics array, as a checkpoint stores them;
+    ``mmacs``: millions of multiply-accumulates of the learned convolutions and dense
+    layers (the rest is negligible) in one forward pass of one image; ``mflops`` =
+    2 x ``mmacs``, the convention of the published figures (r100: 24.2 GFLOPs)."""
+
+    name: str
+    params: int
+    mmacs: float
+    output_shape: Tuple[int, ...]
+
+    @property
+    def mflops(self) -> float:
+        return 2 * self.mmacs
+
+
+def summarize(name: str, image_size: int = 112, **options) -> Summary:
+    """Build ``name`` with ``options`` and count its parameters and MFLOPs for one image.
+
+    Parameters
+    ----------
+    name : str
+        A registered network name.
+    image_size : int
+        Side of the square input (112 for every legacy face model).
+    options
+        Keyword arguments of :func:`insightgluon.networks.get_network`.
+    """
+    import mxnet as mx
+
+    from insightgluon.networks.base import get_network
+
+    sym = get_network(name, **options)(mx.sym.var("data"))
+    internals = sym.get_internals()
+    _, shapes, aux_shapes = internals.infer_shape(data=(1, 3, image_size, image_size))
+    shape_of = dict(zip(internals.list_outputs(), shapes))
+    params = sum(_size(shape_of[k]) for k in sym.list_arguments() if k != "data")
+    params += sum(_size(s) for s in aux_shapes)
+    macs = 0
+    nodes = json.loads(sym.tojson())["nodes"]
+    for node in nodes:
+        if node["op"] not in ("Convolution", "FullyConnected"):
+            continue
+        source = nodes[node["inputs"][1][0]]
+        if source["op"] != "null":
+            continue  # a computed weight: the fast PReLU's per-channel product, not a layer
+        weight = _size(shape_of[source["name"]])
+        out = shape_of[f"{node['name']}_output"]
+        # a conv weight is applied at every output position; a dense weight once
+        macs += weight * (_size(out[2:]) if node["op"] == "Convolution" else 1)
+    return Summary(name, params, macs / 1e6, tuple(shape_of[sym.list_outputs()[0]]))
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

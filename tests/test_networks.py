@@ -1,0 +1,169 @@
+"""Every registered network builds and runs; options, heads, PReLU and the CLI behave."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from insightgluon.errors import ConfigError
+from insightgluon.networks import NETWORKS, get_network, network_names
+from insightgluon.networks.summary import summarize
+from insightgluon.nn import HEADS, NativePReLU, PReLU
+
+LEGACY_NAMES = {"r18", "r34", "r49", "r50", "r74", "r90", "r100", "r124", "r101", "r152", "r200",
+                "r269", "y1", "m1", "p68", "p92", "p107", "p131", "d121", "d161", "d169", "d201",
+                "i4"}
+
+
+# The deepest graphs take several seconds each on one core even when thin.
+HEAVY = {"r124", "r200", "r269", "d161", "d169", "d201", "i4", "p107", "p131"}
+WALK = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(LEGACY_NAMES)]
+
+
+def _images(n=2, seed=0):
+    return mx.nd.array(np.random.RandomState(seed).uniform(0, 255, (n, 3, 112, 112)))
+
+
+def _run_both(net, x):
+    net.initialize(mx.init.Xavier())
+    eager = net(x).asnumpy()
+    net.hybridize(static_alloc=True, static_shape=True)
+    return eager, net(x).asnumpy()
+
+
+def test_registry_has_every_legacy_name():
+    assert set(network_names()) == LEGACY_NAMES
+
+
+@pytest.mark.parametrize("name", WALK)
+def test_every_network_runs_hybridized_and_not(name):
+    # A quarter of the width keeps the walk fast; the structure is the full one.
+    net = get_network(name, emb_size=8, version_multiplier=0.25)
+    eager, hybrid = _run_both(net, _images())
+    assert eager.shape == (2, 8)
+    assert np.isfinite(eager).all()
+    np.testing.assert_allclose(hybrid, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["r100", "y1", "m1", "p68", "d121", "i4"])
+def test_networks_run_at_full_width(name):
+    net = get_network(name, emb_size=8)
+    net.initialize(mx.init.Xavier())
+    net.hybridize(static_alloc=True, static_shape=True)
+    assert net(_images(1)).shape == (1, 8)
+
+
+def test_unknown_network_lists_valid_names():
+    with pytest.raises(ConfigError, match=r"unknown network 'r7'; choose one of: .*r100.*y1"):
+        get_network("r7")
+
+
+@pytest.mark.parametrize("option, value", [("version_unit", 4), ("version_input", 3),
+                                           ("version_se", 2), ("version_output", "Q"),
+                                           ("version_act", "swish"), ("emb_size", 0),
+                                           ("version_multiplier", 0)])
+def test_bad_options_fail_with_one_line(option, value):
+    with pytest.raises(ConfigError, match=option) as err:
+        get_network("r18", **{option: value})
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("head", HEADS.names())
+def test_every_head_on_a_thin_resnet(head):
+    net = get_network("r18", emb_size=8, version_output=head, version_multiplier=0.25)
+    eager, hybrid = _run_both(net, _images())
+    width = {"A": 128, "AX": 128, "Z": 128 * 49}.get(head, 8)
+    assert eager.shape == (2, width)
+    np.testing.assert_allclose(hybrid, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("unit", [1, 2, 3])
+@pytest.mark.parametrize("stem", [0, 1, 2])
+def test_resnet_unit_and_stem_versions(unit, stem):
+    net = get_network("r18", emb_size=8, version_unit=unit, version_input=stem, version_se=1,
+                      version_act="relu", version_multiplier=0.25)
+    eager, hybrid = _run_both(net, _images())
+    assert eager.shape == (2, 8)
+    np.testing.assert_allclose(hybrid, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_legacy_parameter_names_have_no_gluon_prefix():
+    r50 = set(get_network("r50").collect_params().keys())
+    assert {"conv0_weight", "bn0_gamma", "bn0_moving_var", "relu0_gamma",
+            "stage1_unit1_bn1_gamma", "stage1_unit1_conv1sc_weight", "stage1_unit1_sc_beta",
+            "stage1_unit1_relu1_gamma", "stage4_unit3_bn3_moving_mean", "bn1_gamma",
+            "pre_fc1_weight", "pre_fc1_bias", "fc1_gamma", "fc1_moving_var"} <= r50
+    assert "stage4_unit4_bn1_gamma" not in r50 and "stage3_unit14_bn1_gamma" in r50
+    y1 = set(get_network("y1").collect_params().keys())
+    assert {"conv_1_conv2d_weight", "conv_1_relu_gamma", "res_3_block3_conv_proj_batchnorm_beta",
+            "dconv_45_conv_dw_conv2d_weight", "conv_6dw7_7_conv2d_weight", "pre_fc1_weight",
+            "fc1_beta"} <= y1
+
+
+def test_version_act_native_and_fast_prelu_share_parameters():
+    fast = get_network("y1", emb_size=8, version_multiplier=0.25)
+    native = get_network("y1", emb_size=8, version_multiplier=0.25, version_act="prelu_native")
+    fast.initialize(mx.init.Xavier())
+    native.initialize()
+    x = _images()
+    fast(x)
+    native(x)
+    native.collect_params().load_dict({k: v.data() for k, v in fast.collect_params().items()})
+    np.testing.assert_allclose(fast(x).asnumpy(), native(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_fast_prelu_matches_leaky_relu_exactly(spatial, hybridize):
+    """Output and input gradient are bit-identical (also at x == 0); slope gradient to rounding."""
+    rng = np.random.RandomState(0)
+    shape = (4, 6, 5, 7) if spatial else (4, 6)
+    x_np = rng.standard_normal(shape).astype(np.float32)
+    x_np.reshape(-1)[::5] = 0.0
+    slope = rng.uniform(-0.5, 1.5, 6).astype(np.float32)
+    head = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for cls in (PReLU, NativePReLU):
+        block = cls("relu0", 6, spatial=spatial)
+        block.initialize()
+        block.gamma.set_data(mx.nd.array(slope))
+        if hybridize:
+            block.hybridize(static_alloc=True, static_shape=True)
+        x = mx.nd.array(x_np)
+        x.attach_grad()
+        with mx.autograd.record():
+            y = block(x)
+        y.backward(mx.nd.array(head))
+        results.append((y.asnumpy(), x.grad.asnumpy(), block.gamma.grad().asnumpy()))
+    (y_fast, dx_fast, da_fast), (y_ref, dx_ref, da_ref) = results
+    assert np.array_equal(y_fast, y_ref)
+    assert np.array_equal(dx_fast, dx_ref)
+    np.testing.assert_allclose(da_fast, da_ref, rtol=1e-5, atol=1e-5)
+    assert block.gamma.name == "relu0_gamma" and block.gamma.shape == (6,)
+
+
+def test_prelu_needs_channels():
+    with pytest.raises(ValueError, match="relu0: PReLU needs its channel count"):
+        PReLU("relu0", 0)
+
+
+def test_summary_matches_published_sizes():
+    r100 = summarize("r100", emb_size=512)
+    assert abs(r100.params / 1e6 - 65.1) < 0.3  # 65.13 M published (incl. the output layer)
+    assert abs(r100.mflops / 1e3 - 24.2) < 0.1  # 24.2 GFLOPs published
+    y1 = summarize("y1", emb_size=128)
+    assert abs(y1.params / 1e6 - 1.0) < 0.05 and y1.output_shape == (1, 128)
+    assert 400 < y1.mflops < 480  # 221 M multiply-adds in the paper
+
+
+def test_cli_lists_and_summarises(capsys):
+    from insightgluon.cli import main
+
+    assert main(["networks"]) == 0
+    assert set(capsys.readouterr().out.split()) == LEGACY_NAMES
+    assert main(["networks", "y1", "--emb-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "y1" in out and "(1, 128)" in out and "1.02" in out
+    assert main(["networks", "r7"]) == 2
+
+
+def test_registry_is_the_shared_kind():
+    assert NETWORKS.kind == "network" and "r100" in NETWORKS
