@@ -59,7 +59,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if threshold is None:
             line += "  (no threshold: export with --calibrate-bin or pass --threshold)"
         else:
-            line += f"  threshold {threshold:.4f}  " + ("same" if score > threshold else "different")
+            decision = "same" if score > threshold else "different"
+            line += f"  threshold {threshold:.4f}  {decision}"
         sys.stdout.write(line + "\n")
         return 0
     gallery = Gallery(args.gallery, model, cropper, cache=args.cache)

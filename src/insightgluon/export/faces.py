@@ -212,7 +212,8 @@ class Gallery:
         cached = self._load_cache(key)
         todo = [i for i, stamp in enumerate(stamps) if stamp not in cached]
         if todo:
-            crops = np.stack([self.cropper(os.path.join(self.root, self.files[i][1])) for i in todo])
+            paths = [os.path.join(self.root, self.files[i][1]) for i in todo]
+            crops = np.stack([self.cropper(path) for path in paths])
             fresh = self.model.embed(crops)
             cached.update({stamps[i]: fresh[j] for j, i in enumerate(todo)})
         embeddings = np.stack([cached[stamp] for stamp in stamps]).astype(np.float32)
@@ -226,7 +227,8 @@ class Gallery:
         try:
             fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.root)
             with os.fdopen(fd, "wb") as stream:
-                np.savez(stream, model=np.array(key), stamps=np.array(stamps), embeddings=embeddings)
+                np.savez(stream, model=np.array(key), stamps=np.array(stamps),
+                         embeddings=embeddings)
             os.replace(tmp, self.cache_path)
         except OSError as err:
             logger.warning("%s: cannot write the embedding cache (%s)", self.cache_path, err)

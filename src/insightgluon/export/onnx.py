@@ -74,7 +74,8 @@ def load_checkpoint(prefix: str, epoch: int):
     try:
         saved = mx.nd.load(params_file)
     except mx.base.MXNetError as err:
-        raise CheckpointError(f"{params_file}: not a readable MXNet params file ({_first_line(err)})")
+        raise CheckpointError(f"{params_file}: not a readable MXNet params file "
+                              f"({_first_line(err)})")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{params_file}: holds a list of arrays, not named parameters")
     return symbol, {key.split(":", 1)[-1]: value for key, value in saved.items()}
@@ -92,7 +93,7 @@ def graph_input(symbol, params: Dict, source: str) -> str:
 def _mxnet_forward(symbol, params: Dict, input_name: str, batch: np.ndarray) -> np.ndarray:
     import mxnet as mx
 
-    block = mx.gluon.SymbolBlock(symbol, mx.sym.var(input_name))
+    block = mx.gluon.SymbolBlock(symbol, mx.sym.var(input_name, dtype="float32"))
     needed = block.collect_params()
     needed.load_dict({k: params[k] for k in needed.keys()}, ctx=mx.cpu())
     return block(mx.nd.array(batch)).asnumpy()
@@ -107,7 +108,8 @@ def onnx_session(path: str, label: Optional[str] = None):
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception hierarchy
-        raise CheckpointError(f"{label or path}: onnxruntime cannot load the model ({_first_line(err)})")
+        raise CheckpointError(f"{label or path}: onnxruntime cannot load the model "
+                              f"({_first_line(err)})")
 
 
 def parity_check(onnx_path: str, symbol, params: Dict, input_name: str, image_size: Tuple[int, int],
@@ -129,7 +131,8 @@ def parity_check(onnx_path: str, symbol, params: Dict, input_name: str, image_si
     except Exception as err:  # onnxruntime raises its own exception hierarchy
         raise ParityError(f"{label}: onnxruntime fails to run the model ({_first_line(err)})")
     if got.shape != expected.shape:
-        raise ParityError(f"{label}: onnxruntime output shape {got.shape} != MXNet {expected.shape}")
+        raise ParityError(f"{label}: onnxruntime output shape {got.shape} != "
+                          f"MXNet {expected.shape}")
     max_abs = float(np.max(np.abs(got - expected)))
     report = ParityReport(label, batch, int(expected.shape[1]), max_abs,
                           max_abs / max(float(np.max(np.abs(expected))), 1e-12), tolerance)
@@ -166,7 +169,6 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     ParityReport
         Raises :class:`ParityError` if onnxruntime and MXNet disagree.
     """
-    import mxnet.onnx as mx_onnx
     import onnx
 
     height, width = (int(v) for v in image_size)
@@ -195,16 +197,7 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=out_dir)
     os.close(fd)
     try:
-        try:
-            with fixes.exporter_checks_opset13():
-                mx_onnx.export_model(fixed, export_params, in_shapes=[shape], in_types=[np.float32],
-                                     onnx_file_path=tmp, dynamic=True,
-                                     dynamic_input_shapes=[(None, 3, height, width)])
-        except (AttributeError, NotImplementedError, KeyError, ValueError,
-                onnx.checker.ValidationError) as err:
-            raise CheckpointError(f"{sym_file}: MXNet's ONNX exporter failed on layer "
-                                  f"'{out_name}' ({_first_line(err)})")
-        model = onnx.load(tmp)
+        model = _translate(fixed, export_params, shape, tmp, sym_file, out_name)
         fixes.apply_onnx_fixes(model, ranks)
         if len(model.graph.output) != 1:
             raise CheckpointError(f"{sym_file}: the exported graph has {len(model.graph.output)} "
@@ -215,11 +208,7 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
                 "output": "embedding, not L2-normalised; compare by cosine similarity"}
         meta.update({k: str(v) for k, v in (metadata or {}).items()})
         _set_props(model, meta)
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-            raise CheckpointError(f"{sym_file}: the exported graph fails the ONNX checker "
-                                  f"({_first_line(err)})")
+        _check(model, sym_file)
         onnx.save(model, tmp)
         report = parity_check(tmp, cut, params, input_name, (height, width), tolerance=tolerance,
                               label=output)
@@ -232,6 +221,33 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     logger.info("wrote %s (embedding %s of %d, input %dx%d)", output, out_name, emb_size,
                 height, width)
     return report
+
+
+def _translate(symbol, params: Dict, shape, path: str, sym_file: str, out_name: str):
+    """Run MXNet's exporter (dynamic batch) into ``path`` and load the result."""
+    import mxnet.onnx as mx_onnx
+    import onnx
+
+    try:
+        with fixes.exporter_checks_opset13():
+            mx_onnx.export_model(symbol, params, in_shapes=[shape], in_types=[np.float32],
+                                 onnx_file_path=path, dynamic=True,
+                                 dynamic_input_shapes=[(None,) + tuple(shape[1:])])
+    except (AttributeError, NotImplementedError, KeyError, ValueError,
+            onnx.checker.ValidationError) as err:
+        raise CheckpointError(f"{sym_file}: MXNet's ONNX exporter failed on layer "
+                              f"'{out_name}' ({_first_line(err)})")
+    return onnx.load(path)
+
+
+def _check(model, sym_file: str) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise CheckpointError(f"{sym_file}: the exported graph fails the ONNX checker "
+                              f"({_first_line(err)})")
 
 
 def _set_props(model, values: Dict[str, str]) -> None:
