@@ -55,9 +55,9 @@ def _dataset(cfg):
     return ds
 
 
-def _schedule(cfg, ds, rank: int, workers: int) -> BatchSchedule:
+def _schedule(cfg, ds, rank: int, workers: int, identity_batches: bool) -> BatchSchedule:
     sampler = None
-    if cfg.loss == "triplet" or cfg.images_per_identity:
+    if identity_batches:
         from insightgluon.data.samplers import IdentityBalancedSampler
 
         def sampler(seed):
@@ -72,7 +72,8 @@ class Session:
     """One training run over a resolved :class:`~insightgluon.config.TrainConfig`."""
 
     def __init__(self, cfg, kv=None, rank: int = 0):
-        self.cfg, self.kv, self.rank = cfg, kv, rank
+        # kvstore=None would let the per-device copies drift apart silently.
+        self.cfg, self.kv, self.rank = cfg, kv if kv is not None else cfg.kvstore, rank
         self.writes = not cfg.dry_run and rank == 0
         self.model = TrainModel(cfg)
         self.lr = LRSchedule.from_config(cfg)
@@ -115,11 +116,12 @@ class Session:
     def run(self) -> TrainResult:
         cfg = self.cfg
         ds = _dataset(cfg)
-        schedule = _schedule(cfg, ds, self.rank, cfg.num_workers)
+        self.model.build(ds, self.kv)
+        schedule = _schedule(cfg, ds, self.rank, cfg.num_workers,
+                             bool(getattr(self.model.head, "needs_identity_batches", False)))
         stop = schedule.first_step_of_epoch(cfg.end_epoch)
         if cfg.max_steps:
             stop = min(stop, cfg.max_steps)
-        self.model.build(ds, self.kv)
         if cfg.resume:
             path = self.state_file if cfg.resume == "auto" else cfg.resume
             if cfg.resume == "auto" and not os.path.isfile(path):
@@ -206,7 +208,7 @@ def train(cfg) -> TrainResult:
         if workers != cfg.num_workers:
             raise ConfigError(f"kvstore reports {workers} workers, DMLC_NUM_WORKER says {cfg.num_workers}")
         logger.info("distributed worker %d of %d", rank, workers)
-    session = Session(cfg, kv=kv or cfg.kvstore, rank=rank)
+    session = Session(cfg, kv=kv, rank=rank)
     handler = None
     if session.writes:
         handler = _log_to_file(f"{cfg.prefix}-train.log")
