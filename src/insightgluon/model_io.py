@@ -78,7 +78,7 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     except mx.base.MXNetError as err:
         raise CheckpointError(f"{params_file}: not a readable MXNet params file ({_first_line(err)})")
     params = {k.split(":", 1)[-1]: v for k, v in saved.items()}
-    block = mx.gluon.SymbolBlock(out, mx.sym.var(input_name))
+    block = mx.gluon.SymbolBlock(out, mx.sym.var(input_name, dtype="float32"))
     needed = set(block.collect_params().keys())
     missing = sorted(needed - set(params))
     if missing:
