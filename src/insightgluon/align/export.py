@@ -1,0 +1,112 @@
+"""From aligned crops to training and test data: ``.lst``, ``train.rec`` and ``.bin`` packs."""
+import os
+from typing import Iterator, List, Sequence, Tuple
+
+from insightgluon.align.pipeline import Job
+from insightgluon.data.image import decode_jpeg, encode_jpeg
+from insightgluon.errors import ConfigError, DataFormatError
+
+
+def aligned_jobs(jobs: Sequence[Job], out_root: str) -> List[Job]:
+    """The jobs whose crop exists, in identity order (failed photos are left out)."""
+    return [job for job in jobs if os.path.exists(os.path.join(out_root, job.rel))]
+
+
+def contiguous_labels(jobs: Sequence[Job]) -> dict:
+    """Identity -> label 0..K-1 over identities that have at least one crop."""
+    names = sorted({job.identity for job in jobs})
+    if not names:
+        raise ConfigError("no aligned crops: every photo failed or was skipped (see the report)")
+    if "" in names:
+        raise ConfigError("labels need one sub-directory per identity (photos found directly in the input "
+                          "directory, or a list without identities)")
+    return {name: i for i, name in enumerate(names)}
+
+
+def write_lst(path: str, jobs: Sequence[Job], out_root: str) -> int:
+    """Write the legacy ``1<TAB>aligned_path<TAB>label`` list of the aligned crops; returns its length."""
+    done = aligned_jobs(jobs, out_root)
+    labels = contiguous_labels(done)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for job in done:
+            f.write(f"1\t{os.path.abspath(os.path.join(out_root, job.rel))}\t{labels[job.identity]}\n")
+    os.replace(tmp, path)
+    return len(done)
+
+
+def _jpeg_bytes(path: str, image_size) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    rgb = decode_jpeg(data, path)
+    if rgb.shape[:2] != tuple(image_size):
+        raise DataFormatError(f"{path}: crop is {rgb.shape[0]}x{rgb.shape[1]}, expected "
+                              f"{image_size[0]}x{image_size[1]} (an older run with another --image-size?)")
+    # JPEG crops are stored verbatim (legacy aligned=1); other formats are re-encoded.
+    return data if data[:3] == b"\xff\xd8\xff" else encode_jpeg(rgb, 95)
+
+
+def write_rec(rec_dir: str, jobs: Sequence[Job], out_root: str, image_size=(112, 112)):
+    """``train.rec/train.idx/property`` of the aligned crops, one class per identity directory.
+
+    Returns
+    -------
+    insightgluon.data.property.Property
+    """
+    from insightgluon.data.recordio import write_face_dataset
+
+    done = aligned_jobs(jobs, out_root)
+    labels = contiguous_labels(done)
+
+    def samples() -> Iterator[Tuple[int, bytes]]:
+        for job in done:
+            yield labels[job.identity], _jpeg_bytes(os.path.join(out_root, job.rel), image_size)
+
+    return write_face_dataset(rec_dir, samples(), image_size=image_size)
+
+
+def read_lfw_pairs(path: str) -> List[Tuple[str, str, bool]]:
+    """LFW ``pairs.txt``: ``name i j`` (same person) or ``name1 i name2 j``, after a ``folds count`` header.
+
+    Returns ``(rel_a, rel_b, issame)`` with the LFW file names ``name/name_%04d.jpg``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{path}: cannot read pairs file ({err})") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields or (number == 1 and len(fields) == 2 and all(v.isdigit() for v in fields)):
+            continue
+        try:
+            if len(fields) == 3:
+                name_a, name_b, a, b = fields[0], fields[0], int(fields[1]), int(fields[2])
+            elif len(fields) == 4:
+                name_a, a, name_b, b = fields[0], int(fields[1]), fields[2], int(fields[3])
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataFormatError(f"{path}: line {number}: expected 'name i j' or 'name1 i name2 j'") from None
+        out.append((f"{name_a}/{name_a}_{a:04d}.jpg", f"{name_b}/{name_b}_{b:04d}.jpg", len(fields) == 3))
+    if not out:
+        raise DataFormatError(f"{path}: no pairs")
+    return out
+
+
+def write_pairs_bin(bin_path: str, pairs_path: str, out_root: str, image_size=(112, 112)) -> int:
+    """Pack the aligned crops of LFW ``pairs.txt`` as a ``.bin`` verification set; returns the pair count."""
+    from insightgluon.data.bin import save_bin
+
+    bins, issame = [], []
+    for number, (rel_a, rel_b, same) in enumerate(read_lfw_pairs(pairs_path), start=1):
+        for rel in (rel_a, rel_b):
+            crop = os.path.join(out_root, rel)
+            if not os.path.exists(crop):
+                raise DataFormatError(f"{pairs_path}: pair {number}: no aligned crop {crop} "
+                                      "(photo missing or skipped; see the report)")
+            bins.append(_jpeg_bytes(crop, image_size))
+        issame.append(same)
+    save_bin(bin_path, bins, issame)
+    return len(issame)
