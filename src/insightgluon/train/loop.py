@@ -116,7 +116,7 @@ class Session:
     def run(self) -> TrainResult:
         cfg = self.cfg
         ds = _dataset(cfg)
-        self.model.build(ds, self.kv)
+        self.model.build(ds, self.kv, self.rank)
         schedule = _schedule(cfg, ds, self.rank, cfg.num_workers,
                              bool(getattr(self.model.head, "needs_identity_batches", False)))
         stop = schedule.first_step_of_epoch(cfg.end_epoch)

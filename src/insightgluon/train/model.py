@@ -45,10 +45,11 @@ class TrainModel:
 
         self.cfg = cfg
         self.ctx = make_contexts(cfg.contexts)
+        self.rank = 0
         self.net = self.head = self.trainer = self.params = None
 
     # -- construction --------------------------------------------------------------------------
-    def build(self, dataset, kvstore) -> None:
+    def build(self, dataset, kvstore, rank: int = 0) -> None:
         import mxnet as mx
         from mxnet import gluon
 
@@ -56,6 +57,7 @@ class TrainModel:
         from insightgluon.networks import get_network
 
         cfg = self.cfg
+        self.rank = rank
         self.net = get_network(cfg.network, emb_size=cfg.emb_size, version_se=cfg.version_se,
                                version_input=cfg.version_input, version_output=cfg.version_output,
                                version_unit=cfg.version_unit, version_act=cfg.version_act,
@@ -139,15 +141,17 @@ class TrainModel:
         cfg = self.cfg
         self.head.set_step(mbatch)
         self.trainer.set_learning_rate(lr)
-        seed = _mix_seed(cfg.seed, mbatch)
-        for i, ctx in enumerate(self.ctx):
-            mx.random.seed(seed + i, ctx=ctx)
         x = mx.nd.array(images, dtype=np.uint8).transpose((0, 3, 1, 2)).astype(np.float32)
         xs = gluon.utils.split_and_load(x, self.ctx, even_split=True)
         ys = gluon.utils.split_and_load(mx.nd.array(labels), self.ctx, even_split=True)
         losses, hits = [], []
+        first_device = self.rank * len(self.ctx)
         with autograd.record():
-            for xi, yi in zip(xs, ys):
+            for i, (xi, yi) in enumerate(zip(xs, ys)):
+                # Dropout draws from a stream seeded by (seed, batch, global device index), so the
+                # masks do not depend on how devices are spread over processes, nor on a restart.
+                # MXNet's CPU contexts share one generator: seed right before each forward pass.
+                mx.random.seed(_mix_seed(cfg.seed, mbatch, first_device + i), ctx=xi.context)
                 loss, logits = self.head(self.net(xi), yi)
                 losses.append(loss.sum())
                 if logits is not None:
@@ -212,9 +216,12 @@ class TrainModel:
         return self.net
 
     def checksum(self) -> float:
-        """Sum of |parameters| on the first device (identical across dist workers)."""
+        """Sum of |trainable parameters| on the first device (identical across dist workers).
+
+        Batch-norm running statistics are left out: each worker keeps its own.
+        """
         return float(sum(np.abs(p.data(self.ctx[0]).asnumpy()).astype(np.float64).sum()
-                         for p in self.params.values()))
+                         for p in self.params.values() if p.grad_req != "null"))
 
     @staticmethod
     def _num_values(block) -> int:
