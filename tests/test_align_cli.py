@@ -183,3 +183,36 @@ def test_landmark_list_dataset_yields_aligned_crops(tmp_path):
     os.remove(tmp_path / "q" / "2.png")
     with pytest.raises(DataFormatError, match=r"lm.txt: entry 2 \(q/2.png\): file not found"):
         ds[2]
+
+
+class _FixedDetector:
+    """Stands in for MTCNN: returns the same detections for every photo."""
+
+    def __init__(self, boxes, points):
+        self.result = (np.asarray(boxes, np.float32).reshape(-1, 5), np.asarray(points, np.float32).reshape(-1, 5, 2))
+
+    def detect_batch(self, images):
+        return [self.result for _ in images]
+
+
+def test_aligner_uses_dataset_box_to_choose_and_fall_back():
+    from insightgluon.align.pipeline import FaceAligner, Job
+
+    img = np.zeros((200, 200, 3), np.uint8)
+    points = np.stack([REFERENCE_112 + 10, REFERENCE_112 + 80])
+    boxes = [[10, 10, 122, 122, 0.99], [80, 80, 192, 192, 0.9]]
+    aligner = FaceAligner(_FixedDetector(boxes, points))
+    # No dataset box: the legacy rule keeps the larger/more central face (both equal size; second is closer).
+    (_, method, problem), = aligner.align_batch([Job("a", "a")], [img])
+    assert (method, problem) == ("detected", "")
+    hinted = Job("a", "a", box=np.array([15.0, 12, 120, 125]))
+    (crop, method, _), = aligner.align_batch([hinted], [img])
+    assert method == "detected" and crop.shape == (112, 112, 3)
+    far = Job("a", "a", box=np.array([0.0, 150, 40, 199]))
+    (_, method, problem), = aligner.align_batch([far], [img])
+    assert (method, problem) == ("bbox", "no detection matches the dataset box")
+    nothing = FaceAligner(_FixedDetector(np.zeros((0, 5)), np.zeros((0, 5, 2))), no_face="skip")
+    assert nothing.align_batch([Job("a", "a")], [img])[0] == (None, "skipped", "no face detected")
+    bad = Job("a", "a", landmarks=np.ones((5, 2)))
+    (_, method, problem), = FaceAligner().align_batch([bad], [img])
+    assert method == "center" and problem.startswith("bad landmarks")
