@@ -39,6 +39,12 @@ def _flush_denormals() -> None:
     """
     if platform.machine() not in ("x86_64", "AMD64"):
         return
+    # numpy computes and caches its float limits on first use; computed under
+    # FTZ the smallest subnormal reads as zero and numpy warns on every import.
+    import numpy as np
+
+    for dtype in (np.float16, np.float32, np.float64, np.longdouble):
+        np.finfo(dtype)
     code = bytes.fromhex("0fae5c24fc" "814c24fc40800000" "0fae5424fc" "c3")
     try:
         page = mmap.mmap(-1, len(code), prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
