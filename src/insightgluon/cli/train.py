@@ -5,7 +5,6 @@ order) < flags typed on the command line.
 """
 import argparse
 import logging
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from insightgluon.config import TrainConfig, coerce

@@ -58,12 +58,16 @@ class SpeedMonitor:
             seconds = (self.total_steps - mbatch) * self.batch_size / max(speed, 1e-9)
             eta = "\tETA: %s" % time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
         logger.info("Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec\tacc=%f\tloss=%f\tlr=%g%s",
-                    epoch, batch_in_epoch - self._count + 1, batch_in_epoch, speed, stats["acc"],
+                    epoch, max(1, batch_in_epoch - self._count + 1), batch_in_epoch, speed, stats["acc"],
                     stats["loss"], lr, eta)
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}", refresh=False)
         self._tic, self._loss, self._acc, self._count = now, 0.0, 0.0, 0
         return stats
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (verification, checkpointing) out of the next speed figure."""
+        self._tic += seconds
 
     def close(self) -> None:
         if self._bar is not None:

@@ -10,10 +10,10 @@ exactly as if it had never stopped.
 """
 import logging
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-import numpy as np
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.train import checkpoint as ckpt
@@ -167,11 +167,12 @@ class Session:
             tb.scalars(mbatch, stats, prefix="train/")
         if mbatch % 1000 == 0:
             logger.info("lr-batch-epoch: %g %d %d", lr, batch_in_epoch - 1, epoch)
+        tic = time.time()
         if verify is not None and mbatch % cfg.verbose == 0:
             self._verify(mbatch, verify, tb, result)
-        state_every = cfg.state_every or cfg.verbose
-        if mbatch % state_every == 0:
+        if mbatch % (cfg.state_every or cfg.verbose) == 0:
             self.save_state(epoch)
+        speed.exclude(time.time() - tic)
 
     def _verify(self, mbatch, verify, tb, result) -> None:
         accuracies, results = verify(self.model.net, mbatch)
