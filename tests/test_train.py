@@ -58,10 +58,12 @@ def test_checkpoints_legacy_lines_and_export(data_dir, tmp_path, caplog):
 
     caplog.set_level("INFO")
     prefix = tmp_path / "always" / "model"
-    result = _run(data_dir, prefix, "--ckpt", "2", "--verbose", "2", "--max-steps", "4", "--tensorboard", "1")
+    result = _run(data_dir, prefix, "--ckpt", "2", "--verbose", "2", "--max-steps", "4", "--tensorboard", "1",
+                  "--ce-loss")
     assert sorted(os.path.basename(p) for p in result.saved) == ["model-0001.params", "model-0002.params"]
     text = caplog.text
-    for line in ("[lfw][2]XNorm: ", "[lfw][4]Accuracy-Flip: ", "[4]Accuracy-Highest: ", "Speed: "):
+    assert all(np.isfinite(h["lossvalue"]) for h in result.history)
+    for line in ("[lfw][2]XNorm: ", "[lfw][4]Accuracy-Flip: ", "[4]Accuracy-Highest: ", "Speed: ", "lossvalue="):
         assert line in text
     block = load_symbol_block(str(prefix), 2, "fc1")
     assert block(mx.nd.zeros((2, 3, SIZE, SIZE))).shape == (2, 16)

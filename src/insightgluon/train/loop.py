@@ -156,13 +156,17 @@ class Session:
         cfg = self.cfg
         mbatch = self.step + 1
         lr = self.lr(mbatch)
-        loss, acc = self.model.step(images, labels, lr, mbatch)
+        want_ce = cfg.ce_loss and mbatch % cfg.frequent == 0
+        loss, acc, ce = self.model.step(images, labels, lr, mbatch, want_ce)
         check_finite(loss, mbatch, self.last_good_state)
         self.step = mbatch
         batch_in_epoch = first // cfg.global_batch + 1
         result.steps, result.epoch, result.last_loss = mbatch, epoch, loss
         stats = speed.update(mbatch, epoch, batch_in_epoch, loss, acc, lr)
         if stats is not None:
+            if ce is not None:
+                stats["lossvalue"] = ce
+                logger.info("Epoch[%d] Batch [%d]\tlossvalue=%f", epoch, batch_in_epoch, ce)
             result.history.append(dict(stats, step=mbatch))
             tb.scalars(mbatch, stats, prefix="train/")
         if mbatch % 1000 == 0:

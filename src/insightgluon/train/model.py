@@ -2,7 +2,7 @@
 import logging
 import os
 import tempfile
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -129,11 +129,13 @@ class TrainModel:
         return FaceAugment(rand_mirror=bool(cfg.rand_mirror), cutoff=cfg.cutoff, color=cfg.color)
 
     # -- training ------------------------------------------------------------------------------
-    def step(self, images: np.ndarray, labels: np.ndarray, lr: float, mbatch: int) -> Tuple[float, float]:
+    def step(self, images: np.ndarray, labels: np.ndarray, lr: float, mbatch: int,
+             want_ce: bool = False) -> Tuple[float, float, Optional[float]]:
         """Forward, backward and one SGD update on this process's slice of the batch.
 
-        Returns the mean loss and the legacy training accuracy (argmax of the
-        margin logits) of the slice.
+        Returns the mean loss, the legacy training accuracy (argmax of the
+        margin logits) of the slice, and — when ``want_ce`` — the legacy
+        ``--ce-loss`` value (cross-entropy of the first device's margin logits).
         """
         import mxnet as mx
         from mxnet import autograd, gluon
@@ -144,7 +146,7 @@ class TrainModel:
         x = mx.nd.array(images, dtype=np.uint8).transpose((0, 3, 1, 2)).astype(np.float32)
         xs = gluon.utils.split_and_load(x, self.ctx, even_split=True)
         ys = gluon.utils.split_and_load(mx.nd.array(labels), self.ctx, even_split=True)
-        losses, hits = [], []
+        losses, hits, first_logits = [], [], None
         first_device = self.rank * len(self.ctx)
         with autograd.record():
             for i, (xi, yi) in enumerate(zip(xs, ys)):
@@ -155,6 +157,7 @@ class TrainModel:
                 loss, logits = self.head(self.net(xi), yi)
                 losses.append(loss.sum())
                 if logits is not None:
+                    first_logits = logits if first_logits is None else first_logits
                     hits.append((mx.nd.argmax(logits, axis=1) == yi).sum())
         autograd.backward(losses)
         # Gradients are sums over the global batch: one normaliser for all devices and workers.
@@ -162,7 +165,12 @@ class TrainModel:
         total = sum(float(l.asscalar()) for l in losses)
         correct = sum(float(h.asscalar()) for h in hits)
         n = len(labels)
-        return total / n, correct / n
+        ce = None
+        if want_ce and first_logits is not None:
+            from insightgluon.losses import ce_loss
+
+            ce = ce_loss(first_logits, ys[0])
+        return total / n, correct / n, ce
 
     # -- state ---------------------------------------------------------------------------------
     def state_arrays(self) -> Dict[str, np.ndarray]:
