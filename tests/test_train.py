@@ -185,6 +185,11 @@ def test_dist_sync_loopback_matches_single_process(data_dir, tmp_path):
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+def test_end_epoch_stops_at_the_epoch_boundary(data_dir, tmp_path):
+    result = _run(data_dir, tmp_path / "m", "--end-epoch", "2", "--dry-run")  # 24 images / 8 = 3 per epoch
+    assert (result.steps, result.epoch) == (6, 1)
+
+
 def test_cli_main_and_help(data_dir, tmp_path, capsys):
     assert train_main(["--data-dir", data_dir, "--prefix", str(tmp_path / "m"), *TINY, "--max-steps", "2",
                        "--dry-run"]) == 0

@@ -10,6 +10,7 @@ exactly as if it had never stopped.
 """
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List
@@ -119,9 +120,8 @@ class Session:
         self.model.build(ds, self.kv, self.rank)
         schedule = _schedule(cfg, ds, self.rank, cfg.num_workers,
                              bool(getattr(self.model.head, "needs_identity_batches", False)))
-        stop = schedule.first_step_of_epoch(cfg.end_epoch)
-        if cfg.max_steps:
-            stop = min(stop, cfg.max_steps)
+        # Identity-balanced epochs vary in length: the schedule itself stops at --end-epoch.
+        stop = cfg.max_steps or sys.maxsize
         if cfg.resume:
             path = self.state_file if cfg.resume == "auto" else cfg.resume
             if cfg.resume == "auto" and not os.path.isfile(path):
@@ -134,10 +134,11 @@ class Session:
             logger.warning("no verification set found: --ckpt %d saves only after a verification", cfg.ckpt)
         tb = TensorBoardLogger(tensorboard_dir(cfg.prefix) if self.writes and cfg.tensorboard else "")
         result = TrainResult(steps=self.step, epoch=schedule.locate(self.step)[0], last_loss=float("nan"))
-        if self.step >= stop:
-            logger.info("nothing to do: batch %d already reached the stop at %d", self.step, stop)
+        if self.step >= stop or result.epoch >= cfg.end_epoch:
+            logger.info("nothing to do: batch %d (epoch %d) already reached --max-steps/--end-epoch",
+                        self.step, result.epoch)
         samples = AugmentedSamples(ds, self.model.augment(), cfg.image_hw, cfg.seed)
-        loader = make_loader(samples, schedule.window(self.step, stop), cfg.data_workers)
+        loader = make_loader(samples, schedule.window(self.step, stop, cfg.end_epoch), cfg.data_workers)
         speed = SpeedMonitor(cfg.global_batch, cfg.frequent, stop if cfg.max_steps else 0, self.step,
                              progress=self.rank == 0)
         try:

@@ -44,6 +44,7 @@ class BatchSchedule:
         if self.epoch_steps(0) == 0:
             raise ValueError(f"{self.num_samples} training images cannot fill one batch of {global_batch}")
         self.start = self.stop = 0
+        self.end_epoch: Optional[int] = None
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Positions of epoch ``epoch`` in training order, whole batches only."""
@@ -73,14 +74,9 @@ class BatchSchedule:
             epoch += 1
         return epoch, step
 
-    def first_step_of_epoch(self, epoch: int) -> int:
-        if self._identity_sampler is None:
-            return epoch * self.epoch_steps(0)
-        return sum(self.epoch_steps(e) for e in range(epoch))
-
-    def window(self, start: int, stop: int) -> "BatchSchedule":
-        """Restrict iteration to global steps ``[start, stop)``."""
-        self.start, self.stop = start, stop
+    def window(self, start: int, stop: int, end_epoch: Optional[int] = None) -> "BatchSchedule":
+        """Restrict iteration to global steps ``[start, stop)`` and epochs before ``end_epoch``."""
+        self.start, self.stop, self.end_epoch = start, stop, end_epoch
         return self
 
     def __len__(self) -> int:
@@ -94,6 +90,8 @@ class BatchSchedule:
             if index >= len(order) // self.global_batch:
                 epoch, index = epoch + 1, 0
                 order = self.epoch_order(epoch)
+            if self.end_epoch is not None and epoch >= self.end_epoch:
+                return
             first = index * self.global_batch + self.rank * share
             yield [(int(order[i]), epoch, i) for i in range(first, first + share)]
             index += 1
