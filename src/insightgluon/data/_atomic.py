@@ -8,6 +8,12 @@ from typing import Iterator
 from insightgluon.data.property import PROPERTY_FILE
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "wb") -> Iterator:
     """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds."""
@@ -16,6 +22,7 @@ def atomic_file(path: str, mode: str = "wb") -> Iterator:
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; publish with the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,6 +45,7 @@ def atomic_dir(out_dir: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if not os.path.exists(out_dir):
             os.rename(tmp, out_dir)
             return
