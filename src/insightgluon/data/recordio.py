@@ -208,6 +208,10 @@ class FaceRecordDataset:
         """Identities with at least one image (after ``images_filter``)."""
         return int(np.count_nonzero(np.diff(self._starts)))
 
+    def identity_counts(self) -> np.ndarray:
+        """``(num_classes,)`` int64: images of each identity (0 for absent or filtered ones)."""
+        return np.diff(self._starts)
+
     def identity_positions(self, k: int) -> np.ndarray:
         """Positions (indices into this dataset) of the images of identity ``k``, int64."""
         if not 0 <= k < self.num_classes:

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 from typing import Iterator, List, Sequence, Tuple
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -136,3 +137,15 @@ def make_synthetic_dataset(out_dir: str, num_ids: int = 500, imgs_per_id: int = 
     log.info("synthetic dataset in %s: %d identities x %d images, packs %s of %d pairs", out_dir, num_ids,
              imgs_per_id, ", ".join(VERIFICATION_PACKS), pairs_per_bin)
     return out_dir
+
+
+def save_preview(path: str, seed: int = 0, rows: int = 6, cols: int = 8, image_size: int = 112) -> str:
+    """Save a PNG grid: each row shows ``cols`` training images of one identity."""
+    grid = np.concatenate([np.concatenate([render_face(_identity(seed, g), np.random.default_rng([seed, _TRAIN, g, i]),
+                                                       image_size) for i in range(cols)], axis=1)
+                           for g in range(rows)], axis=0)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if not cv2.imwrite(path, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        raise ValueError(f"{path}: OpenCV could not write the preview (use a .png name)")
+    return path
