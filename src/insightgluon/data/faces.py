@@ -239,7 +239,7 @@ def _finish(canvas: np.ndarray, rng: np.random.Generator, size: int, pose: float
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 7))
-    if rng.random() < 0.3:  # occluder: a hand, a scarf, a microphone...
+    if rng.random() < 0.25:  # occluder: a hand, a scarf, a microphone...
         w, h = rng.uniform(0.15, 0.4, 2) * size
         x0, y0 = rng.uniform(0, size - w), rng.uniform(size * 0.3, size - h)
         pts = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]]) + rng.normal(0, 3, (4, 2))

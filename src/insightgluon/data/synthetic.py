@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # image with a strongly turned one; agedb_30 adds greying, skin and wrinkle drift to the second image.
 VERIFICATION_PACKS = {
     "lfw": (1.0, 1.0, 0.0),
-    "cfp_fp": (0.5, 2.6, 0.0),
-    "agedb_30": (1.0, 1.0, 0.7),
+    "cfp_fp": (0.6, 1.7, 0.0),
+    "agedb_30": (1.0, 1.0, 0.45),
 }
 _TRAIN, _PAIR = 1, 2  # stream tags that keep image generators of different splits apart
 
