@@ -236,3 +236,22 @@ def test_header_range_outside_file(tiny):
     # header0 says identity records run to key 20, but the file ends at key 9
     _patch(os.path.join(tiny, "train.rec"), 8 + 24 + 4, struct.pack("<f", 20.0))
     _error(tiny, r"record 0: identity range \[7, 20\) is outside the file")
+
+
+def test_labels_that_do_not_follow_identity_order(tmp_path):
+    # identity records in the order 2, 0, 1: the probe notices and every identity's label is read
+    ds = FaceRecordDataset(_legacy_write(str(tmp_path / "d"), [(2, 2), (0, 3), (1, 1)]))
+    assert ds.labels.tolist() == [2, 2, 0, 0, 0, 1]
+    assert ds.identity_positions(0).tolist() == [2, 3, 4] and ds.identity_positions(2).tolist() == [0, 1]
+    assert ds.identity_counts().tolist() == [3, 1, 2]
+
+
+def test_concurrent_reads_from_threads(tiny):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = FaceRecordDataset(tiny)
+    expected = [ds.read(i) for i in range(len(ds))]
+    order = np.random.default_rng(0).integers(0, len(ds), 400).tolist()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(ds.read, order))
+    assert got == [expected[i] for i in order]
