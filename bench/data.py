@@ -66,6 +66,25 @@ def pixel_baseline(directory, components=128, fit_images=2000):
     return rows
 
 
+def bench_open(big, repeat):
+    """Interleaved open times: FaceRecordDataset vs MXIndexedRecordIO's Python key dict."""
+    import mxnet as mx
+
+    from insightgluon.data.recordio import FaceRecordDataset
+
+    ours, legacy = [], []
+    for _ in range(repeat):
+        t, ds = _timed(lambda: FaceRecordDataset(big))
+        ours.append(t)
+        t, rec = _timed(lambda: mx.recordio.MXIndexedRecordIO(os.path.join(big, "train.idx"),
+                                                              os.path.join(big, "train.rec"), "r"))
+        legacy.append(t)
+        rec.close()
+    sys.stdout.write(f"index open, {len(ds)} images: FaceRecordDataset {_stats(ours)} s; "
+                     f"MXIndexedRecordIO {_stats(legacy)} s; "
+                     f"ratio {statistics.median(legacy) / statistics.median(ours):.1f}x\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="images in the index-open benchmark")
@@ -78,8 +97,6 @@ def main(argv=None):
     if args.baseline:
         sys.stdout.write("".join(pixel_baseline(args.baseline)))
         return 0
-
-    import mxnet as mx
 
     from insightgluon.data.faces import identity_params, render_face
     from insightgluon.data.image import encode_jpeg
@@ -94,18 +111,7 @@ def main(argv=None):
         out(f"built {args.records} records ({args.records // args.per_id + 1} identities, "
             f"{os.path.getsize(os.path.join(big, 'train.rec')) / 2**20:.0f} MiB) in {seconds:.1f} s "
             f"= {args.records / seconds:,.0f} records/s (tiny {len(tiny)}-byte JPEG)\n")
-        ours, legacy = [], []
-        for _ in range(args.repeat):  # interleaved A/B
-            t, ds = _timed(lambda: FaceRecordDataset(big))
-            ours.append(t)
-            t, rec = _timed(lambda: mx.recordio.MXIndexedRecordIO(os.path.join(big, "train.idx"),
-                                                                  os.path.join(big, "train.rec"), "r"))
-            legacy.append(t)
-            rec.close()
-        out(f"index open, {len(ds)} images: FaceRecordDataset {_stats(ours)} s; "
-            f"MXIndexedRecordIO {_stats(legacy)} s; ratio {statistics.median(legacy) / statistics.median(ours):.1f}x\n")
-        del ds
-
+        bench_open(big, args.repeat)
         rng = np.random.default_rng(0)
         faces = [encode_jpeg(render_face(identity_params(rng), rng), 90) for _ in range(64)]
         n = args.decode_images

@@ -1,11 +1,9 @@
 """face2rec, pack-bin, inspect and synth, each driven once in-process on tiny data, plus their bad inputs."""
 import os
 import pickle
-import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from _datautil import make_tiny_bin, make_tiny_dataset, tiny_face

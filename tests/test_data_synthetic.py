@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from insightgluon.data.bin import decode_bin, load_bin
+from insightgluon.data.bin import decode_bin
 from insightgluon.data.faces import identity_params, render_face
 from insightgluon.data.recordio import FaceRecordDataset
 from insightgluon.data.synthetic import VERIFICATION_PACKS, make_synthetic_dataset, pair_plan, render_identity
