@@ -234,8 +234,8 @@ def _finish(canvas: np.ndarray, rng: np.random.Generator, size: int, pose: float
     img = cv2.warpAffine(canvas, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     direction = rng.uniform(0, 2 * np.pi)
-    light = rng.uniform(0.7, 1.25) * (1 + rng.uniform(0, 0.6) * (np.cos(direction) * xx + np.sin(direction) * yy))
-    img = img * light[..., None] * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    light = rng.uniform(0.8, 1.2) * (1 + rng.uniform(0, 0.5) * (np.cos(direction) * xx + np.sin(direction) * yy))
+    img = img * light[..., None] * rng.uniform(0.94, 1.06, 3).astype(np.float32)
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 7))
