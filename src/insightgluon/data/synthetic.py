@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 VERIFICATION_PACKS = {
     "lfw": (1.0, 1.0, 0.0),
     "cfp_fp": (0.6, 1.7, 0.0),
-    "agedb_30": (1.0, 1.0, 0.45),
+    "agedb_30": (1.0, 1.0, 0.3),
 }
 _TRAIN, _PAIR = 1, 2  # stream tags that keep image generators of different splits apart
 
