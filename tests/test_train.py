@@ -20,7 +20,7 @@ SIZE = 32  # r18 with an 'E' head accepts any input size; 32x32 keeps every step
 TINY = ["--network", "r18", "--version-multiplier", "0.125", "--emb-size", "16", "--image-size", f"{SIZE},{SIZE}",
         "--per-batch-size", "8", "--lr", "0.05", "--lr-steps", "1000", "--frequent", "1", "--verbose", "1000",
         "--ckpt", "0", "--data-workers", "0", "--tensorboard", "0", "--target", "lfw", "--margin-s", "16",
-        "--rand-mirror", "0"]
+        "--rand-mirror", "0"]  # augmentation is exercised by the resume test
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,8 @@ def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_dist_sync_loopback_matches_single_process(data_dir, tmp_path):
-    args = ["--data-dir", data_dir, *TINY, "--per-batch-size", "4", "--max-steps", "5"]
+    args = ["--data-dir", data_dir, *TINY, "--per-batch-size", "4", "--max-steps", "5", "--lr-steps", "3",
+            "--warmup-steps", "2"]  # the schedule must reach the servers
     single = _run(data_dir, tmp_path / "single" / "m", *args[2:], "--ctx", "cpu:2")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "insightgluon", "train", *args, "--prefix",
@@ -178,11 +179,12 @@ def test_dist_sync_loopback_matches_single_process(data_dir, tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]  # both workers end with the same parameters
     ref, _ = _params(single.state_file)
     got, meta = _params(ckpt.state_path(str(tmp_path / "dist" / "m")))
-    assert meta["step"] == 5
+    assert meta["step"] == 5 and "trainer" in ckpt.load_state(single.state_file)[0]
     for name in ref:
         if "moving" in name or "running" in name:
             continue  # batch-norm statistics are per worker (rank 0's are saved)
-        np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
+        # the servers apply SGD in their own float order: equal within rounding, not bit for bit
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-3, atol=5e-4, err_msg=name)
 
 
 def test_end_epoch_stops_at_the_epoch_boundary(data_dir, tmp_path):

@@ -113,21 +113,30 @@ class Session:
         self.last_good_state = path
         logger.info("resumed from %s at batch %d (epoch %d)", path, self.step, meta["epoch"])
 
+    def _resume_path(self) -> str:
+        """The state to resume from ('' for a fresh start)."""
+        cfg = self.cfg
+        if not cfg.resume:
+            return ""
+        path = self.state_file if cfg.resume == "auto" else cfg.resume
+        if cfg.resume == "auto" and not os.path.isfile(path):
+            logger.warning("--resume: %s does not exist yet; starting from batch 0", path)
+            return ""
+        return path
+
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
         ds = _dataset(cfg)
-        self.model.build(ds, self.kv, self.rank)
+        resume_from = self._resume_path()
+        start = ckpt.load_state(resume_from)[1]["step"] if resume_from else 0
+        self.model.build(ds, self.kv, self.rank, start)
         schedule = _schedule(cfg, ds, self.rank, cfg.num_workers,
                              bool(getattr(self.model.head, "needs_identity_batches", False)))
         # Identity-balanced epochs vary in length: the schedule itself stops at --end-epoch.
         stop = cfg.max_steps or sys.maxsize
-        if cfg.resume:
-            path = self.state_file if cfg.resume == "auto" else cfg.resume
-            if cfg.resume == "auto" and not os.path.isfile(path):
-                logger.warning("--resume: %s does not exist yet; starting from batch 0", path)
-            else:
-                self.restore(path)
+        if resume_from:
+            self.restore(resume_from)
         verify = VerificationCallback(cfg.data_dir, cfg.targets, cfg.image_hw, self.model.ctx[:1],
                                       cfg.val_batch_size) if self.rank == 0 else None
         if verify is not None and not len(verify) and cfg.ckpt in (1, 3):

@@ -46,10 +46,11 @@ class TrainModel:
         self.cfg = cfg
         self.ctx = make_contexts(cfg.contexts)
         self.rank = 0
+        self.distributed = False
         self.net = self.head = self.trainer = self.params = None
 
     # -- construction --------------------------------------------------------------------------
-    def build(self, dataset, kvstore, rank: int = 0) -> None:
+    def build(self, dataset, kvstore, rank: int = 0, start_step: int = 0) -> None:
         import mxnet as mx
         from mxnet import gluon
 
@@ -58,6 +59,7 @@ class TrainModel:
 
         cfg = self.cfg
         self.rank = rank
+        self.distributed = not isinstance(kvstore, str)
         self.net = get_network(cfg.network, emb_size=cfg.emb_size, version_se=cfg.version_se,
                                version_input=cfg.version_input, version_output=cfg.version_output,
                                version_unit=cfg.version_unit, version_act=cfg.version_act,
@@ -80,8 +82,15 @@ class TrainModel:
         if cfg.hybridize:
             self.net.hybridize(static_alloc=True, static_shape=True)
             self.head.hybridize(static_alloc=True, static_shape=True)
-        self.trainer = gluon.Trainer(self.params, "sgd", {"learning_rate": cfg.lr, "momentum": cfg.mom,
-                                                          "wd": cfg.wd}, kvstore=kvstore, update_on_kvstore=False)
+        from insightgluon.train.lr import LRSchedule
+        from insightgluon.train.optim import sgd_params
+
+        # Single process: the optimiser runs here (its states can be saved for an exact resume).
+        # dist_*: on the servers, as the legacy Module did — the only arrangement MXNet 1.9 keeps
+        # race-free (a worker-side update pulls the initial weights unordered with the first
+        # gradients); the servers' momentum then cannot be saved.
+        self.trainer = gluon.Trainer(self.params, "sgd", sgd_params(cfg, LRSchedule.from_config(cfg), start_step),
+                                     kvstore=kvstore, update_on_kvstore=None if self.distributed else False)
         logger.info("network %s: %d parameter arrays, %.2fM values; head %s with %d classes on %s",
                     cfg.network, len(list(self.net.collect_params().keys())), self._num_values(self.net) / 1e6,
                     cfg.loss, cfg.num_classes, ", ".join(str(c) for c in self.ctx))
@@ -142,7 +151,6 @@ class TrainModel:
 
         cfg = self.cfg
         self.head.set_step(mbatch)
-        self.trainer.set_learning_rate(lr)
         x = mx.nd.array(images, dtype=np.uint8).transpose((0, 3, 1, 2)).astype(np.float32)
         xs = gluon.utils.split_and_load(x, self.ctx, even_split=True)
         ys = gluon.utils.split_and_load(mx.nd.array(labels), self.ctx, even_split=True)
@@ -176,6 +184,8 @@ class TrainModel:
     def state_arrays(self) -> Dict[str, np.ndarray]:
         """Parameters of the first device (``param/NAME``) and optimiser states (``trainer``)."""
         arrays = {f"param/{k}": p.data(self.ctx[0]).asnumpy() for k, p in self.params.items()}
+        if self.distributed:
+            return arrays  # the optimiser states live on the parameter servers
         fd, tmp = tempfile.mkstemp(suffix=".states")
         os.close(fd)
         try:
@@ -197,7 +207,8 @@ class TrainModel:
                                       f"found {found}")
             param.set_data(mx.nd.array(value, dtype=value.dtype))
         if "trainer" not in arrays:
-            raise CheckpointError(f"{source}: no optimiser state")
+            logger.warning("%s: no optimiser state (saved by a dist_sync run): momentum restarts", source)
+            return
         fd, tmp = tempfile.mkstemp(suffix=".states")
         try:
             with os.fdopen(fd, "wb") as handle:
