@@ -59,7 +59,8 @@ def test_checkpoints_legacy_lines_and_export(data_dir, tmp_path, caplog):
     caplog.set_level("INFO")
     prefix = tmp_path / "always" / "model"
     result = _run(data_dir, prefix, "--ckpt", "2", "--verbose", "2", "--max-steps", "4", "--tensorboard", "1",
-                  "--ce-loss")
+                  "--ce-loss", "--verify-first")
+    assert [v["step"] for v in result.verification] == [0, 2, 4]
     assert sorted(os.path.basename(p) for p in result.saved) == ["model-0001.params", "model-0002.params"]
     text = caplog.text
     assert all(np.isfinite(h["lossvalue"]) for h in result.history)

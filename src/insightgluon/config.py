@@ -125,6 +125,7 @@ class TrainConfig:
     target: str = knob("lfw,cfp_fp,agedb_30", "verification sets DATA_DIR/NAME.bin", A)
     data_workers: int = knob(1, "decoding worker processes (0: in the training process)", A)
     val_batch_size: int = knob(64, "batch size of the verification forward pass", A)
+    verify_first: bool = knob(False, "also verify before the first batch (shows the chance level)", A)
     # --- runtime and logging
     frequent: int = knob(20, "speed/loss log line every N batches", R)
     seed: int = knob(0, "seed of data order, augmentation, initialisation and dropout", R)

@@ -22,7 +22,7 @@ DEMO_TRAINING = {
     "network": "r18", "version_multiplier": 0.25, "version_act": "prelu", "version_output": "E",
     "emb_size": 128, "image_size": "56,56", "loss_type": "arcface", "margin_s": 32.0, "margin_m": 0.3,
     "per_batch_size": 32, "lr": 0.1, "wd": 0.0005, "mom": 0.9, "max_steps": 1500, "lr_steps": "1000,1300",
-    "warmup_steps": 50, "verbose": 250, "frequent": 50, "ckpt": 1, "data_workers": 1, "rand_mirror": 1,
+    "warmup_steps": 50, "verbose": 250, "verify_first": True, "frequent": 50, "ckpt": 1, "data_workers": 1, "rand_mirror": 1,
     "target": "lfw,cfp_fp,agedb_30",
 }
 # The synthetic generator's defaults: 500 training identities x 20 images, three packs of 400 pairs.

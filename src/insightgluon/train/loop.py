@@ -150,6 +150,10 @@ class Session:
         loader = make_loader(samples, schedule.window(self.step, stop, cfg.end_epoch), cfg.data_workers)
         speed = SpeedMonitor(cfg.global_batch, cfg.frequent, stop if cfg.max_steps else 0, self.step,
                              progress=self.rank == 0)
+        if verify is not None and cfg.verify_first and self.step == 0:
+            accuracies, results = verify(self.model.net, 0)
+            tb.verification(0, results)
+            result.verification.append({"step": 0, **{r.name: r.accuracy for r in results}})
         try:
             for images, labels, epoch, first in loader:
                 self._train_batch(images, labels, epoch, first, schedule, speed, verify, tb, result)
