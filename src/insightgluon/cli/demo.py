@@ -27,9 +27,6 @@ DEMO_TRAINING = {
 }
 # The synthetic generator's defaults: 500 training identities x 20 images, three packs of 400 pairs.
 DEMO_DATA = {"num_ids": 500, "imgs_per_id": 20, "seed": 0, "num_workers": 2}
-# LFW-style pairs are the headline; the cfp_fp (strong pose) and agedb_30 (appearance drift) packs are
-# built harder and end near 0.90 in this budget, as real CFP-FP/AgeDB trail LFW.
-GOAL_SET = "lfw"
 GOAL = 0.95
 
 
@@ -44,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version-multiplier", type=float, default=DEMO_TRAINING["version_multiplier"],
                         help="width multiplier of the backbone")
     parser.add_argument("--ctx", default="cpu:1", help="contexts (cpu:2 splits each batch over two)")
+    parser.add_argument("--num-ids", type=int, default=DEMO_DATA["num_ids"], help="synthetic training identities")
+    parser.add_argument("--imgs-per-id", type=int, default=DEMO_DATA["imgs_per_id"], help="images per identity")
+    parser.add_argument("--pairs-per-bin", type=int, default=400, help="pairs in each verification pack")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     parser.add_argument("--dry-run", action="store_true", help="train without writing model files")
     return parser
 
 
-def ensure_dataset(data_dir: str) -> str:
+def ensure_dataset(data_dir: str, **options) -> str:
     """Write the synthetic dataset into ``data_dir`` unless it is already complete."""
     from insightgluon.data.synthetic import make_synthetic_dataset
 
@@ -58,7 +58,7 @@ def ensure_dataset(data_dir: str) -> str:
         return data_dir
     tic = time.time()
     logger.info("writing the synthetic dataset to %s ...", data_dir)
-    make_synthetic_dataset(data_dir, **DEMO_DATA)
+    make_synthetic_dataset(data_dir, **dict(DEMO_DATA, **options))
     logger.info("synthetic dataset written in %.0f s", time.time() - tic)
     return data_dir
 
@@ -70,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.train.loop import tensorboard_dir
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    data_dir = ensure_dataset(os.path.join(args.output, "data"))
+    data_dir = ensure_dataset(os.path.join(args.output, "data"), num_ids=args.num_ids,
+                              imgs_per_id=args.imgs_per_id, pairs_per_bin=args.pairs_per_bin)
     prefix = os.path.join(args.output, "model", "demo")
     settings = dict(DEMO_TRAINING, data_dir=data_dir, prefix=prefix, max_steps=args.max_steps,
                     network=args.network, version_multiplier=args.version_multiplier, ctx=args.ctx,
@@ -85,19 +86,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     for row in result.verification:
         sets = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
         out(f"  batch {row['step']:>5}: {sets}\n")
-    final = result.verification[-1] if result.verification else {}
-    reached = final.get(GOAL_SET, 0.0) >= GOAL
-    out(f"{GOAL_SET}: {'reached' if reached else 'did NOT reach'} {GOAL} "
-        f"(from {result.verification[0].get(GOAL_SET, 0.0) if result.verification else 0.0:.4f} at batch "
-        f"{result.verification[0]['step'] if result.verification else 0})\n")
+    rounds = [r for r in result.verification if r["step"] > 0]
+    best = max(rounds, key=lambda r: min(v for k, v in r.items() if k != "step"), default=None)
+    worst_of_best = min((v for k, v in best.items() if k != "step"), default=0.0) if best else 0.0
+    reached = worst_of_best >= GOAL
+    out(f"{'reached' if reached else 'did NOT reach'} {GOAL} on every set"
+        + (f" (best round: batch {best['step']}, lowest set {worst_of_best:.4f})\n" if best else "\n"))
     if not cfg.dry_run:
-        best = os.path.basename(result.saved[-1]) if result.saved else ""
-        index = int(best.rsplit("-", 1)[1].split(".")[0]) if best else 0
-        out(f"model:       {prefix}-symbol.json + {best or '(no checkpoint saved)'}\n"
+        saved = os.path.basename(result.saved[-1]) if result.saved else ""
+        index = int(saved.rsplit("-", 1)[1].split(".")[0]) if saved else 0
+        out(f"model:       {prefix}-symbol.json + {saved or '(no checkpoint saved)'}\n"
             f"state:       {result.state_file}\n"
             f"log:         {prefix}-train.log\n"
             f"config:      {prefix}-config.yml\n"
             f"tensorboard: tensorboard --logdir {tensorboard_dir(prefix)}\n")
-        if best:
+        if saved:
             out(f"verify:      insightgluon verify --data-dir {data_dir} --model {prefix},{index}\n")
     return 0 if reached else 1
