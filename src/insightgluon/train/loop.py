@@ -95,9 +95,9 @@ class Session:
         ckpt.save_state(self.state_file, arrays, meta)
         self.last_good_state = self.state_file
 
-    def restore(self, path: str) -> None:
+    def restore(self, path: str, loaded=None) -> None:
         """Continue from a training state: parameters, optimiser, counters, RNG."""
-        arrays, meta = ckpt.load_state(path)
+        arrays, meta = loaded or ckpt.load_state(path)
         saved = meta.get("config", {})
         for key in RESUME_KEYS:
             mine = getattr(self.cfg, key)
@@ -129,14 +129,14 @@ class Session:
         cfg = self.cfg
         ds = _dataset(cfg)
         resume_from = self._resume_path()
-        start = ckpt.load_state(resume_from)[1]["step"] if resume_from else 0
-        self.model.build(ds, self.kv, self.rank, start)
+        loaded = ckpt.load_state(resume_from) if resume_from else None
+        self.model.build(ds, self.kv, self.rank, loaded[1]["step"] if loaded else 0)
         schedule = _schedule(cfg, ds, self.rank, cfg.num_workers,
                              bool(getattr(self.model.head, "needs_identity_batches", False)))
         # Identity-balanced epochs vary in length: the schedule itself stops at --end-epoch.
         stop = cfg.max_steps or sys.maxsize
-        if resume_from:
-            self.restore(resume_from)
+        if loaded:
+            self.restore(resume_from, loaded)
         verify = VerificationCallback(cfg.data_dir, cfg.targets, cfg.image_hw, self.model.ctx[:1],
                                       cfg.val_batch_size) if self.rank == 0 else None
         if verify is not None and not len(verify) and cfg.ckpt in (1, 3):
