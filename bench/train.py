@@ -12,16 +12,20 @@ For each network (y1, r50 by default) at batch 32, ArcFace (s=64, m=0.5),
   ``update`` on pre-decoded batches (so its data loading costs nothing).
 
 Runs alternate (driver, legacy, driver, legacy ...) because this VM has slow
-periods; the script prints min and median img/s, their ratio, and achieved
-GFLOP/s (3 x forward FLOPs per image) against the measured sgemm peak.
+periods, each in its own process (a static-allocation graph keeps its memory
+until the process ends); the script prints min and median img/s, their ratio,
+and achieved GFLOP/s (3 x forward FLOPs per image) against the measured sgemm
+peak.
 
     python bench/train.py [--networks y1,r50] [--repeats 2] [--batches 6]
 """
 import argparse
+import json
 import logging
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -126,13 +130,28 @@ def sgemm_peak(n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def run_one(kind: str, network: str, data_dir: str, batches: int) -> list:
+    """Measure one (kind, network) in a fresh process; returns its img/s figures."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", kind, "--networks", network,
+           "--data", data_dir, "--batches", str(batches)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default="y1,r50")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batches", type=int, default=4, help="timed batches per run (after 2 warm-up)")
+    parser.add_argument("--one", choices=("driver", "legacy"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)
+    if args.one:
+        speeds = {"driver": driver_speeds, "legacy": legacy_speeds}[args.one](args.networks, args.data,
+                                                                            args.batches)
+        sys.stdout.write(json.dumps(speeds) + "\n")
+        return 0
     from insightgluon.networks.summary import summarize
 
     peak = sgemm_peak()
@@ -144,14 +163,15 @@ def main(argv=None) -> int:
             gflop = 3 * summarize(network, emb_size=EMB).mflops / 1e3  # forward + backward per image
             ours, legacy = [], []
             for _ in range(args.repeats):
-                ours += driver_speeds(network, data_dir, args.batches)
-                legacy += legacy_speeds(network, data_dir, args.batches)
+                ours += run_one("driver", network, data_dir, args.batches)
+                legacy += run_one("legacy", network, data_dir, args.batches)
             om, lm = statistics.median(ours), statistics.median(legacy)
             out(f"{network}: batch {BATCH} ArcFace  driver img/s min {min(ours):.2f} median {om:.2f}  |  "
                 f"legacy Module min {min(legacy):.2f} median {lm:.2f}  |  ratio (median) {om / lm:.2f}x  "
                 f"(min) {min(ours) / min(legacy):.2f}x\n")
             out(f"{network}: {gflop:.2f} GFLOP per training image -> driver {om * gflop:.1f} GFLOP/s "
                 f"({100 * om * gflop / peak:.0f}% of sgemm peak), legacy {lm * gflop:.1f} GFLOP/s\n")
+            sys.stdout.flush()
     return 0
 
 
