@@ -192,3 +192,13 @@ def test_batch_schedule_resumable_and_sharded():
     assert len(set(epoch0)) == 48
     with pytest.raises(ValueError, match="cannot fill"):
         BatchSchedule(labels[:4], 8)
+
+
+def test_every_recipe_parses():
+    recipes = os.path.join(os.path.dirname(__file__), os.pardir, "recipes")
+    files = sorted(f for f in os.listdir(recipes) if f.endswith(".yml"))
+    assert len(files) >= 7
+    for name in files:
+        cfg, _ = parse_config([f"@{os.path.join(recipes, name)}"])
+        assert cfg.network != "r50" or "r50" in name, name  # the recipe's network, not the default
+        assert cfg.prefix != TrainConfig().prefix, name
