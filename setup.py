@@ -21,7 +21,7 @@ setup(
     entry_points={
         "console_scripts": [
             "insightgluon=insightgluon.cli:main",
-            "train_softmax=insightgluon.cli.train:main",
+            "train_softmax=insightgluon.cli:train_softmax",
         ]
     },
 )

@@ -46,3 +46,14 @@ def test_unknown_subcommand_exits_with_usage(capsys):
         main(["no-such-tool"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_console_scripts_report_bad_input_as_one_line(tmp_path, monkeypatch, caplog):
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.value.startswith("insightgluon")}
+    assert set(scripts) == {"insightgluon", "train_softmax"}
+    monkeypatch.setattr("sys.argv", ["train_softmax", "--data-dir", str(tmp_path / "missing"), "--dry-run"])
+    assert scripts["train_softmax"].load()() == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "missing" in errors[0]

@@ -287,6 +287,8 @@ def test_partial_fc_samples_positives_and_matches_numpy():
     outside = np.setdiff1d(np.arange(classes_total), classes)
     assert np.abs(gw[outside]).max() == 0.0 and np.abs(gw[classes]).max() > 0
     assert head.accuracy(logits, y) == pytest.approx(np.mean(logits.argmax(1) == local))
+    hits = head.correct(mx.nd.array(logits), mx.nd.array(y)).asscalar()
+    assert hits == np.sum(logits.argmax(1) == local)
     with pytest.raises(ValueError, match="not those of the last forward"):
         head.accuracy(logits, np.full(8, outside[0]))
     # A new step draws different negatives but still keeps every positive.

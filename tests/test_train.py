@@ -51,6 +51,21 @@ def test_every_loss_type_trains_and_loss_decreases(data_dir, tmp_path, loss):
     assert os.listdir(tmp_path) == []  # dry run: parameter-adjustment mode writes nothing
 
 
+@pytest.mark.parametrize("loss, extra, sampled", [
+    ("sv-softmax", [], None), ("am-focal", [], None), ("li-arcface", [], None),
+    ("magface", ["--magface-ua", "60", "--magface-lambda", "5"], None),
+    ("arcface", ["--sample-rate", "0.5"], 2), ("partial-fc", [], 1)])
+def test_new_losses_train_with_their_flags(data_dir, tmp_path, monkeypatch, loss, extra, sampled):
+    from insightgluon.losses import PartialFCHead
+
+    heads = []
+    monkeypatch.setattr(PartialFCHead, "set_step", lambda self, step: heads.append(self.num_sample))
+    result = _run(data_dir, tmp_path / "m", "--loss-type", loss, "--max-steps", "4", "--dry-run", *extra)
+    assert result.steps == 4 and all(np.isfinite(h["loss"]) and 0.0 <= h["acc"] <= 1.0 for h in result.history)
+    # --sample-rate 0 keeps each loss's own default: 0.1 of 4 classes (one centre) for partial-fc
+    assert set(heads) == (set() if sampled is None else {sampled})
+
+
 def test_checkpoints_legacy_lines_and_export(data_dir, tmp_path, caplog):
     import mxnet as mx
 

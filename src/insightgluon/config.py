@@ -106,9 +106,16 @@ class TrainConfig:
     ce_loss: bool = knob(False, "also log the plain cross-entropy of the margin logits", M)
     images_per_identity: int = knob(0, "identity-balanced batches (triplet); 0: 5 for triplet", M)
     triplet_alpha: float = knob(0.3, "triplet margin alpha", M)
-    sample_rate: float = knob(1.0, "Partial FC: fraction of fc7 classes sampled per batch", M)
+    triplet_max_ap: float = knob(0.0, "triplet: skip anchor-positive pairs farther than this (0: off)", M)
+    sample_rate: float = knob(0.0, "Partial FC: fraction of fc7 classes sampled per batch "
+                              "(0: the loss default, 1 for every loss but partial-fc's 0.1)", M)
     sv_t: float = knob(1.2, "SV-softmax: weight t of hard negatives", M)
-    focal_gamma: float = knob(2.0, "focal loss gamma", M)
+    focal_gamma: float = knob(2.0, "AM-focal: focusing exponent gamma", M)
+    magface_la: float = knob(10.0, "MagFace: lower feature-norm bound l_a", M)
+    magface_ua: float = knob(110.0, "MagFace: upper feature-norm bound u_a", M)
+    magface_lm: float = knob(0.45, "MagFace: margin at l_a", M)
+    magface_um: float = knob(0.8, "MagFace: margin at u_a", M)
+    magface_lambda: float = knob(35.0, "MagFace: weight lambda_g of the norm regulariser", M)
     # --- SphereFace
     margin: int = knob(4, "SphereFace integer margin", S)
     beta: float = knob(1000.0, "SphereFace initial beta", S)

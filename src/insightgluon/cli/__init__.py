@@ -68,3 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     head = argv[:1] if argv and not argv[0].startswith("-") else argv
     args = _parser().parse_args(head)
     return run_tool(SUBCOMMANDS[args.subcommand][0], argv[1:])
+
+
+def train_softmax() -> int:
+    """Entry point of the ``train_softmax`` console script (the legacy script's name)."""
+    return run_tool("train")

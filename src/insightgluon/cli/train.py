@@ -135,11 +135,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``insightgluon train``."""
     import sys
 
-    from insightgluon import runtime
-
-    # Also reached directly as the ``train_softmax`` console script: both calls are idempotent.
-    runtime.configure()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg, args = parse_config(argv)
     if args.launch_dist:

@@ -31,6 +31,15 @@ class LossHead:
         """Training accuracy of ``logits`` returned by this head for ``label``."""
         return accuracy(logits, label)
 
+    def correct(self, logits, label):
+        """Rows of ``logits`` (this head's last output) whose arg-max is the label.
+
+        A one-element NDArray on the logits' device, so a multi-device step can
+        count hits without waiting for each device; :meth:`accuracy` is the
+        NumPy-side equivalent.
+        """
+        return (mx.nd.argmax(logits, axis=1) == label.astype(logits.dtype)).sum()
+
 
 def _to_numpy(array) -> np.ndarray:
     return array.asnumpy() if isinstance(array, mx.nd.NDArray) else np.asarray(array)

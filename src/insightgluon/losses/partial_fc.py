@@ -79,14 +79,22 @@ class PartialFCHead(LossHead, gluon.Block):
         logits = self.head.margin_logits(mx.nd, embedding, local, weight, None, len(classes), *extra)
         return self.head.loss_from_logits(mx.nd, logits, local, embedding), logits
 
-    def accuracy(self, logits, label):
+    def _local_labels(self, label) -> np.ndarray:
+        """``label`` as column indices of the last forward pass's logits."""
         label_np = label.asnumpy() if isinstance(label, mx.nd.NDArray) else np.asarray(label)
         label_np = label_np.astype(np.int64)
         local = np.searchsorted(self.last_classes, label_np)
         local = np.minimum(local, len(self.last_classes) - 1)
         if not np.array_equal(self.last_classes[local], label_np):
             raise ValueError("partial FC accuracy: labels are not those of the last forward pass")
-        return super().accuracy(logits, local)
+        return local
+
+    def accuracy(self, logits, label):
+        return super().accuracy(logits, self._local_labels(label))
+
+    def correct(self, logits, label):
+        local = mx.nd.array(self._local_labels(label), ctx=logits.context, dtype=logits.dtype)
+        return super().correct(logits, local)
 
 
 @LOSSES.register("partial-fc")

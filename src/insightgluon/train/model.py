@@ -65,6 +65,8 @@ class TrainModel:
                                version_unit=cfg.version_unit, version_act=cfg.version_act,
                                version_multiplier=cfg.version_multiplier, bn_mom=cfg.bn_mom)
         hyper = {k: v for k, v in cfg.as_dict().items() if k not in ("loss", "num_classes", "emb_size")}
+        if not cfg.sample_rate:
+            del hyper["sample_rate"]  # 0: the loss's own default
         self.head = create_loss(cfg.loss, cfg.num_classes, cfg.emb_size, **hyper)
         mx.random.seed(cfg.seed)
         init = legacy_initializer(cfg.network)
@@ -166,7 +168,7 @@ class TrainModel:
                 losses.append(loss.sum())
                 if logits is not None:
                     first_logits = logits if first_logits is None else first_logits
-                    hits.append((mx.nd.argmax(logits, axis=1) == yi).sum())
+                    hits.append(self.head.correct(logits, yi))
         autograd.backward(losses)
         # Gradients are sums over the global batch: one normaliser for all devices and workers.
         self.trainer.step(cfg.global_batch)
