@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from insightgluon.align.export import read_lfw_pairs
+from insightgluon.align.export import write_pairs_bin
 from insightgluon.align.landmarks import LandmarkListDataset, read_landmark_file
 from insightgluon.align.layouts import build_jobs, read_image_list, read_metadata_box
 from insightgluon.align.transform import REFERENCE_112
@@ -148,7 +148,10 @@ def test_layout_inputs_and_errors(tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("10\t300\nA\t1\t2\nA\t1\tB\t4\nA\tone\t2\n")
     with pytest.raises(DataFormatError, match="pairs.txt: line 4"):
-        read_lfw_pairs(str(pairs))
+        write_pairs_bin(str(tmp_path / "x.bin"), str(pairs), str(tmp_path))
+    pairs.write_bytes(b"A 1 2\n\xff\xfe\n")
+    with pytest.raises(DataFormatError, match="pairs.txt: cannot read pairs file"):
+        write_pairs_bin(str(tmp_path / "x.bin"), str(pairs), str(tmp_path))
     with pytest.raises(ConfigError, match="--pairs and --bin go together"):
         main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--pairs", str(pairs)])
 

@@ -125,10 +125,11 @@ def test_split_record_containing_magic(tmp_path):
 
 def test_writer_rejects_ungrouped_labels_and_leaves_nothing(tmp_path):
     jpeg = encode_jpeg(tiny_face(0))
-    with pytest.raises(ValueError, match="not grouped by label: label 0 appears again at image 3"):
+    with pytest.raises(DataFormatError, match="bad: samples are not grouped by label: label 0 appears again "
+                                              "at image 3"):
         write_face_dataset(str(tmp_path / "bad"), [(0, jpeg), (1, jpeg), (0, jpeg)])
     assert os.listdir(tmp_path) == []  # no half-written dataset, no temp dir left behind
-    with pytest.raises(ValueError, match="images are 112x112, expected 96x112"):
+    with pytest.raises(DataFormatError, match="bad: images are 112x112, expected 96x112"):
         write_face_dataset(str(tmp_path / "bad"), [(0, jpeg)], image_size=(96, 112))
 
 

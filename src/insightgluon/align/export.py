@@ -65,47 +65,20 @@ def write_rec(rec_dir: str, jobs: Sequence[Job], out_root: str, image_size=(112,
     return write_face_dataset(rec_dir, samples(), image_size=image_size)
 
 
-def read_lfw_pairs(path: str) -> List[Tuple[str, str, bool]]:
-    """LFW ``pairs.txt``: ``name i j`` (same person) or ``name1 i name2 j``, after a ``folds count`` header.
-
-    Returns ``(rel_a, rel_b, issame)`` with the LFW file names ``name/name_%04d.jpg``.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{path}: cannot read pairs file ({err})") from None
-    out = []
-    for number, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields or (number == 1 and len(fields) == 2 and all(v.isdigit() for v in fields)):
-            continue
-        try:
-            if len(fields) == 3:
-                name_a, name_b, a, b = fields[0], fields[0], int(fields[1]), int(fields[2])
-            elif len(fields) == 4:
-                name_a, a, name_b, b = fields[0], int(fields[1]), fields[2], int(fields[3])
-            else:
-                raise ValueError
-        except ValueError:
-            raise DataFormatError(f"{path}: line {number}: expected 'name i j' or 'name1 i name2 j'") from None
-        out.append((f"{name_a}/{name_a}_{a:04d}.jpg", f"{name_b}/{name_b}_{b:04d}.jpg", len(fields) == 3))
-    if not out:
-        raise DataFormatError(f"{path}: no pairs")
-    return out
-
-
 def write_pairs_bin(bin_path: str, pairs_path: str, out_root: str, image_size=(112, 112)) -> int:
-    """Pack the aligned crops of LFW ``pairs.txt`` as a ``.bin`` verification set; returns the pair count."""
+    """Pack the aligned crops named by ``pairs.txt`` as a ``.bin`` verification set; returns the pair count.
+
+    ``pairs.txt`` is LFW's (``name i j`` / ``name1 i name2 j``, crops ``name/name_%04d.jpg``)
+    or the simple ``path1 path2 0|1`` form, paths relative to ``out_root``.
+    """
     from insightgluon.data.bin import save_bin
+    from insightgluon.data.pack import LFW_PATTERN, parse_pairs
 
     bins, issame = [], []
-    for number, (rel_a, rel_b, same) in enumerate(read_lfw_pairs(pairs_path), start=1):
-        for rel in (rel_a, rel_b):
-            crop = os.path.join(out_root, rel)
+    for path_a, path_b, same, where in parse_pairs(pairs_path, out_root, LFW_PATTERN):
+        for crop in (path_a, path_b):
             if not os.path.exists(crop):
-                raise DataFormatError(f"{pairs_path}: pair {number}: no aligned crop {crop} "
-                                      "(photo missing or skipped; see the report)")
+                raise DataFormatError(f"{where}: no aligned crop {crop} (photo missing or skipped; see the report)")
             bins.append(_jpeg_bytes(crop, image_size))
         issame.append(same)
     save_bin(bin_path, bins, issame)

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
+from insightgluon.data.pack import LFW_PATTERN
 from insightgluon.errors import DataFormatError
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help=".bin file to write")
     parser.add_argument("--image-root", default=None, help="base of relative image paths "
                         "(default: the pairs file's directory)")
-    parser.add_argument("--pattern", default="{name}/{name}_{num:04d}.jpg",
+    parser.add_argument("--pattern", default=LFW_PATTERN,
                         help="LFW image path from a name and number")
     parser.add_argument("--image-size", default="112,112", help="H,W of the stored images")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality when re-encoding")

@@ -129,6 +129,10 @@ def load_aligned(item: ImageItem, image_size: Sequence[int], quality: int) -> by
     return encode_jpeg(resize_to(rgb, image_size), quality)
 
 
+#: Where LFW ``pairs.txt`` names live: ``name/name_0001.jpg``.
+LFW_PATTERN = "{name}/{name}_{num:04d}.jpg"
+
+
 def parse_pairs(pairs_path: str, image_root: str, pattern: str) -> List[Tuple[str, str, bool, str]]:
     """Pairs from an LFW ``pairs.txt`` or a simple ``path1 path2 0|1`` file.
 
@@ -143,6 +147,8 @@ def parse_pairs(pairs_path: str, image_root: str, pattern: str) -> List[Tuple[st
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise DataFormatError(f"{pairs_path}: no such pairs file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"{pairs_path}: cannot read pairs file ({err})") from None
     pairs = []
     for lineno, line in enumerate(lines, 1):
         fields = line.split()

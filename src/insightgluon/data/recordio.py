@@ -258,20 +258,20 @@ def write_face_dataset(out_dir: str, samples: Iterable[Tuple[int, bytes]], image
     height, width = int(image_size[0]), int(image_size[1])
     with atomic_dir(out_dir) as tmp:
         with open(os.path.join(tmp, "train.rec"), "wb") as f:
-            offsets, ranges, labels = _write_records(f, samples, (height, width))
+            offsets, ranges, labels = _write_records(f, samples, (height, width), out_dir)
         write_index(os.path.join(tmp, "train.idx"), range(len(offsets)), offsets)
         num_images, num_ids = ranges[-1][1] - 1, len(ranges)
         num_classes = num_ids if num_classes is None else int(num_classes)
         if max(labels) >= num_classes or min(labels) < 0 or num_ids != num_classes:
-            raise ValueError(f"{num_ids} identities with labels {min(labels)}..{max(labels)} do not match "
-                             f"num_classes={num_classes}")
+            raise DataFormatError(f"{out_dir}: {num_ids} identities with labels {min(labels)}..{max(labels)} "
+                                  f"do not match num_classes={num_classes}")
         prop = Property(num_classes, height, width)
         write_property(tmp, prop)
     log.info("wrote %s: %d images, %d identities", out_dir, num_images, num_ids)
     return prop
 
 
-def _write_records(f, samples, image_size) -> Tuple[list, list, list]:
+def _write_records(f, samples, image_size, out_dir) -> Tuple[list, list, list]:
     """Header, image and identity records; returns (offsets by key, [first, stop) per identity, labels)."""
     writer = RecordWriter(f)
     writer.write(pack_header([0.0, 0.0], b""))  # placeholder header, rewritten in place below
@@ -280,24 +280,26 @@ def _write_records(f, samples, image_size) -> Tuple[list, list, list]:
         label = int(label)
         if not labels or labels[-1] != label:
             if label in seen:
-                raise ValueError(f"samples are not grouped by label: label {label} appears again at image {key}")
+                raise DataFormatError(f"{out_dir}: samples are not grouped by label: label {label} appears "
+                                      f"again at image {key}")
             seen.add(label)
             if ranges:
                 ranges[-1][1] = key
             ranges.append([key, key])
             labels.append(label)
         if key == 1:
-            shape = decode_jpeg(jpeg, "first image").shape[:2]
+            shape = decode_jpeg(jpeg, f"{out_dir}: first image").shape[:2]
             if shape != tuple(image_size):
-                raise ValueError(f"images are {shape[0]}x{shape[1]}, expected {image_size[0]}x{image_size[1]}")
+                raise DataFormatError(f"{out_dir}: images are {shape[0]}x{shape[1]}, "
+                                      f"expected {image_size[0]}x{image_size[1]}")
         offsets.append(writer.write(pack_header([float(label), 1.0], jpeg)))
     num_images = len(offsets) - 1
     if not num_images:
-        raise ValueError("no images to write")
+        raise DataFormatError(f"{out_dir}: no images to write")
     ranges[-1][1] = num_images + 1
     if num_images + len(ranges) + 1 > _MAX_EXACT_KEY:
-        raise ValueError(f"{num_images} images + {len(ranges)} identities exceed the 2^24 records "
-                         "a float32 header label can address")
+        raise DataFormatError(f"{out_dir}: {num_images} images + {len(ranges)} identities exceed the 2^24 "
+                              "records a float32 header label can address")
     for a, b in ranges:
         offsets.append(writer.write(pack_header([float(a), float(b)], b"")))
     f.seek(0)  # the header has a fixed size, so it can be rewritten in place
