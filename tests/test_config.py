@@ -9,7 +9,7 @@ from insightgluon.config import TrainConfig, parse_image_size, resolve_lr_steps
 from insightgluon.data.property import Property, write_property
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.train import checkpoint as ckpt
-from insightgluon.train.distributed import num_dist_workers, parse_contexts
+from insightgluon.train.distributed import num_dist_workers, parse_contexts, worker_threads
 from insightgluon.train.lr import LRSchedule
 from insightgluon.train.pipeline import BatchSchedule
 
@@ -133,6 +133,12 @@ def test_contexts_and_workers():
     assert num_dist_workers("dist_sync", {"DMLC_ROLE": "worker", "DMLC_NUM_WORKER": "3"}) == 3
     with pytest.raises(ConfigError, match="launch-dist"):
         num_dist_workers("dist_sync", {})
+    # --launch-dist shares the launcher's OpenMP budget among its workers
+    assert worker_threads(2, {"OMP_NUM_THREADS": "8"}) == 4
+    assert worker_threads(3, {"OMP_NUM_THREADS": "2"}) == 1
+    assert worker_threads(1, {}) == (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="OMP_NUM_THREADS='two'"):
+        worker_threads(2, {"OMP_NUM_THREADS": "two"})
 
 
 def test_lr_schedule():

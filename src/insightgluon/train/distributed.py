@@ -111,6 +111,16 @@ def dist_env(num_workers: int, num_servers: int, port: int, host: str = "127.0.0
             "DMLC_NUM_WORKER": str(num_workers), "DMLC_NODE_HOST": host, "DMLC_INTERFACE": interface}
 
 
+def worker_threads(num_workers: int, env: Mapping[str, str]) -> int:
+    """OpenMP threads per local worker: the launcher's budget (``OMP_NUM_THREADS``, else
+    every core) shared equally, at least one each."""
+    try:
+        budget = int(env.get("OMP_NUM_THREADS", "") or 0)
+    except ValueError:
+        raise ConfigError(f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']!r} is not a number") from None
+    return max(1, (budget or os.cpu_count() or 1) // num_workers)
+
+
 def launch_local(num_workers: int, worker_argv: Sequence[str], num_servers: int = 1,
                  port: int = 0, timeout: Optional[float] = None) -> int:
     """Run a ``dist_sync`` training on this machine: scheduler, servers and workers.
@@ -132,8 +142,7 @@ def launch_local(num_workers: int, worker_argv: Sequence[str], num_servers: int 
     if num_workers <= 0 or num_servers <= 0:
         raise ConfigError("--launch-dist needs at least one worker and one server")
     base = dict(os.environ, **dist_env(num_workers, num_servers, port or free_port()))
-    # Each process gets an equal share of the cores.
-    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_workers)))
+    base["OMP_NUM_THREADS"] = str(worker_threads(num_workers, os.environ))
     server_cmd = [sys.executable, "-c", "import mxnet"]
     procs = [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="scheduler"))]
     procs += [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="server")) for _ in range(num_servers)]
