@@ -2,19 +2,30 @@
 
 MXNet's ``LeakyReLU(act_type='prelu')`` has no MKLDNN kernel and dominates the
 training time of every face network here (forward + backward of a
-(32, 128, 56, 56) tensor: ~380 ms against ~43 ms for ReLU). :class:`PReLU`
-computes the same function from operators that MKLDNN does accelerate::
+(32, 128, 56, 56) tensor: ~380 ms against ~43 ms for ReLU). Any operator
+without an MKLDNN kernel is costly twice: its own (often single-threaded)
+loop, and the reorders of its input and gradient out of and back into
+MKLDNN's blocked layout. :class:`PReLU` therefore computes the same function
+from MKLDNN operators only (``Activation``, ``add_n``, ``elemwise_add``, ``Convolution``)::
 
-    prelu(x) = relu(x) + gamma * min(x, 0)
+    negative = x + (-1) * relu(x)            # = min(x, 0), exactly
+    prelu(x) = relu(x) + gamma * negative
 
-with the per-channel product as a 1x1 depthwise convolution whose weight is
-``gamma`` viewed as (C, 1, 1, 1). The forward pass is bit-identical (each
-output is either ``x`` or one product ``gamma_c * x``); the input gradient is
-bit-identical too, including at ``x == 0`` where ``relu`` passes 0 and
-``min(x, 0)`` passes 1, giving ``gamma * g`` exactly as ``LeakyReLU``. The
-slope gradient is the same per-channel sum ``sum(g * min(x, 0))``, reduced by
-the convolution's weight-gradient kernel (so it differs from ``LeakyReLU``'s
-only by float summation order). ``bench/networks.py`` measures the gain.
+where each per-channel product is a 1x1 depthwise convolution with a (C, 1, 1, 1)
+weight (``-1`` everywhere, and ``gamma``).
+
+* The output is bit-identical to ``LeakyReLU``: each element is either ``x``
+  or the single product ``gamma_c * x``.
+* The input gradient is bit-identical where ``x <= 0`` (``gamma * g``, also at
+  ``x == 0`` as ``LeakyReLU``); where ``x > 0`` it is ``(g - gamma*g) + gamma*g``,
+  within one rounding of ``g``.
+* The slope gradient is the same per-channel sum ``sum(g * min(x, 0))``, reduced
+  by the depthwise convolution's weight-gradient kernel in float32 (as every
+  convolution weight gradient is), so it differs from ``LeakyReLU``'s by summation
+  order (~1e-4 relative over 10^5 elements per channel).
+
+``bench/networks.py`` measures the gain. (N, C) inputs (after a dense layer)
+have no MKLDNN layout to keep and use plain broadcast arithmetic.
 
 ``NativePReLU`` keeps the single ``LeakyReLU`` operator (``version_act=
 'prelu_native'``); both blocks have the same parameter, so checkpoints move
@@ -51,26 +62,32 @@ class PReLU(LegacyNamed):
         self.gamma = self.params.get("gamma", shape=(channels,), init=mx.init.Constant(INIT_SLOPE),
                                      allow_deferred_init=True)
 
-    def _weight(self, F, gamma):
-        # A fresh (C, 1, 1, 1) array each call: MKLDNN reorders convolution weights
-        # in place when not training, which would corrupt ``gamma`` if the weight
-        # were a reshaped view of it. Multiplying by 1 is exact.
-        return F.reshape(F._internal._mul_scalar(gamma, scalar=1.0, name=f"{self.op_name}_w"),
-                         shape=(-1, 1, 1, 1), name=f"{self.op_name}_w4d")
+    def _depthwise(self, F, x, slope, name):
+        """Per-channel product ``slope[c] * x[:, c]`` as a 1x1 depthwise convolution."""
+        # The (C, 1, 1, 1) weight is computed each call, never a reshaped view of
+        # ``gamma``: MKLDNN reorders convolution weights in place when not training.
+        weight = F.reshape(slope, shape=(-1, 1, 1, 1), name=f"{name}_w4d")
+        return F.Convolution(x, weight, kernel=(1, 1), num_filter=self.channels, num_group=self.channels,
+                             no_bias=True, name=name)
 
     def hybrid_forward(self, F, x, gamma):
+        name = self.op_name
         with self._raw_names():
-            negative = F._internal._minimum_scalar(x, scalar=0.0, name=f"{self.op_name}_neg")
             if not self.spatial:
-                scaled = F.broadcast_mul(negative, gamma.reshape((1, -1)),
-                                         name=f"{self.op_name}_scale")
-                return F.elemwise_add(F.relu(x, name=f"{self.op_name}_pos"), scaled,
-                                      name=self.op_name)
-            scaled = F.Convolution(negative, self._weight(F, gamma), kernel=(1, 1),
-                                   num_filter=self.channels, num_group=self.channels,
-                                   no_bias=True, name=f"{self.op_name}_scale")
-            return F.elemwise_add(F.relu(x, name=f"{self.op_name}_pos"), scaled,
-                                  name=self.op_name)
+                # (N, C) input: plain broadcast arithmetic (no MKLDNN layout to keep).
+                negative = F._internal._minimum_scalar(x, scalar=0.0, name=f"{name}_neg")
+                scaled = F.broadcast_mul(negative, gamma.reshape((1, -1)), name=f"{name}_scale")
+                return F.elemwise_add(F.relu(x, name=f"{name}_pos"), scaled, name=name)
+            # 1 * gamma is exact and gives the convolution a weight array of its own.
+            slope = F._internal._mul_scalar(gamma, scalar=1.0, name=f"{name}_w")
+            minus_one = F._internal._minus_scalar(F._internal._mul_scalar(gamma, scalar=0.0, name=f"{name}_w0"),
+                                                  scalar=1.0, name=f"{name}_wneg")
+            positive = F.Activation(x, act_type="relu", name=f"{name}_pos")
+            # add_n, not elemwise_add: MXNet 1.9's MKLDNN subgraph pass (on by default when a
+            # symbolic executor such as Module binds the exported graph) fuses an
+            # elemwise_add into the convolution as an in-place sum and computes this one wrong.
+            negative = F.add_n(x, self._depthwise(F, positive, minus_one, f"{name}_negpos"), name=f"{name}_neg")
+            return F.elemwise_add(positive, self._depthwise(F, negative, slope, f"{name}_scale"), name=name)
 
 
 class NativePReLU(LegacyNamed):
