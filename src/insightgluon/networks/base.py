@@ -1,11 +1,32 @@
 """The network registry and the options every family shares."""
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from insightgluon.errors import ConfigError
 from insightgluon.nn import ACTIVATIONS, HEADS
 from insightgluon.registry import Registry
 
 NETWORKS = Registry("network")
+
+# MXNet's optimiser decays only parameters named like these unless the graph declares
+# ``__wd_mult__`` (the rule the 2018 Module training applied to every network).
+DECAYED_SUFFIXES = ("_weight", "_gamma")
+
+
+def default_multipliers(name: str) -> Tuple[float, float]:
+    """``(lr_mult, wd_mult)`` MXNet gives a parameter whose graph declares neither."""
+    return 1.0, (1.0 if name.endswith(DECAYED_SUFFIXES) else 0.0)
+
+
+def apply_legacy_multipliers(block, declared: Optional[Dict[str, Tuple[float, float]]] = None) -> None:
+    """Set every parameter's ``lr_mult``/``wd_mult`` to what the 2018 optimiser used for it.
+
+    ``declared`` holds the ``(__lr_mult__, __wd_mult__)`` a 2018 graph declares on some
+    variables; the others get :func:`default_multipliers`. Exported graphs then declare the
+    same values, so ``mx.mod.Module`` trains them as we do.
+    """
+    declared = declared or {}
+    for name, param in block.collect_params().items():
+        param.lr_mult, param.wd_mult = declared.get(name, default_multipliers(name))
 
 
 def check_choice(value: Any, valid: Iterable, option: str) -> Any:
@@ -71,14 +92,20 @@ def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_inp
     Returns
     -------
     mxnet.gluon.HybridBlock
-        Uninitialised. Input (N, 3, 112, 112) float32 raw RGB 0..255; output
-        (N, emb_size), the legacy ``fc1`` (not L2-normalised).
+        Uninitialised. Input (N, 3, 112, 112) float32 raw RGB 0..255 (SphereNet: 112x96);
+        output (N, emb_size), the legacy ``fc1`` (not L2-normalised). Every parameter
+        carries the ``lr_mult``/``wd_mult`` the 2018 optimiser applied to it: the values
+        the 2018 graph declares (a family's ``legacy_multipliers()``), else MXNet's
+        rule (:func:`default_multipliers`).
     """
     builder = NETWORKS.get(name)
-    return builder(emb_size=emb_size, version_se=version_se, version_input=version_input,
-                   version_output=version_output, version_unit=version_unit,
-                   version_act=version_act, version_multiplier=version_multiplier,
-                   bn_mom=bn_mom)
+    net = builder(emb_size=emb_size, version_se=version_se, version_input=version_input,
+                  version_output=version_output, version_unit=version_unit,
+                  version_act=version_act, version_multiplier=version_multiplier,
+                  bn_mom=bn_mom)
+    declared = getattr(net, "legacy_multipliers", None)
+    apply_legacy_multipliers(net, declared() if declared is not None else None)
+    return net
 
 
 def network_names() -> List[str]:

@@ -58,19 +58,22 @@ class BatchNorm(LegacyNamed):
 
     ``fix_gamma=True`` (the legacy ``fc1`` layer) keeps ``gamma`` as a parameter,
     so checkpoints still carry it, but the operator uses 1 and it gets no gradient.
+    ``stats`` names the statistics: ``("running_mean", "running_var")`` for the 2018
+    graphs that were built from Gluon blocks (MobileNetV2, NASNet).
     """
 
-    def __init__(self, name, eps=LEGACY_BN_EPS, momentum=0.9, fix_gamma=False, in_channels=0):
+    def __init__(self, name, eps=LEGACY_BN_EPS, momentum=0.9, fix_gamma=False, in_channels=0,
+                 stats=("moving_mean", "moving_var")):
         super().__init__(name)
         self._kwargs = dict(eps=eps, momentum=momentum, fix_gamma=fix_gamma)
         shape = (in_channels,)
         self.gamma = self.params.get("gamma", grad_req="null" if fix_gamma else "write",
                                      shape=shape, init="ones", allow_deferred_init=True)
         self.beta = self.params.get("beta", shape=shape, init="zeros", allow_deferred_init=True)
-        self.moving_mean = self.params.get("moving_mean", grad_req="null", shape=shape,
+        self.moving_mean = self.params.get(stats[0], grad_req="null", shape=shape,
                                            init="zeros", allow_deferred_init=True,
                                            differentiable=False)
-        self.moving_var = self.params.get("moving_var", grad_req="null", shape=shape,
+        self.moving_var = self.params.get(stats[1], grad_req="null", shape=shape,
                                           init="ones", allow_deferred_init=True,
                                           differentiable=False)
 

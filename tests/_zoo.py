@@ -1,0 +1,143 @@
+"""Compact records of the 2018 network graphs, for parity tests that need no 2018 file.
+
+A record (``tests/legacy_zoo/TAG.json.gz``) holds what a 2018 checkpoint of one
+network looks like and what its graph computes:
+
+* ``network`` and ``options``: the ``get_network`` call that must build that graph;
+* ``input``: the input shape (N, 3, H, W);
+* ``params``: every ``arg:``/``aux:`` array of the graph, name and shape, in graph order;
+* ``multipliers``: the ``__lr_mult__``/``__wd_mult__`` the graph declares per argument;
+* ``inits``: the ``__init__`` the graph declares per argument (it overrides the global initializer);
+* ``fixed_gamma``: the ``gamma`` of every ``BatchNorm(fix_gamma=True)``;
+* ``prelu``: the slope of every ``LeakyReLU(act_type='prelu')``;
+* ``fc1``: the graph's output on :func:`seeded_params` and :func:`seeded_input`.
+
+Parameters are drawn from a seeded generator in record order, so the test
+regenerates exactly the arrays the record's ``fc1`` was computed from.
+
+Recording (development only; the graph comes from the 2018 builder, never committed)::
+
+    .venv/bin/python tests/_zoo.py SYMBOL.json[.gz] TAG NETWORK [--options JSON] [--input N,3,H,W]
+"""
+import argparse
+import gzip
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECORDS = os.path.join(HERE, "legacy_zoo")
+SEED = 2018
+
+
+def record_paths():
+    """Every committed record, sorted by tag."""
+    return sorted(os.path.join(RECORDS, f) for f in os.listdir(RECORDS) if f.endswith(".json.gz"))
+
+
+def load_record(path):
+    with gzip.open(path, "rt") as handle:
+        return json.load(handle)
+
+
+def seeded_params(record):
+    """``{"arg:NAME"|"aux:NAME": NDArray}`` drawn in record order (BN statistics kept sane)."""
+    import mxnet as mx
+
+    rng = np.random.default_rng(SEED)
+    out = {}
+    for key, shape in record["params"]:
+        name = key.split(":", 1)[1]
+        if name.endswith("moving_var"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("moving_mean"):
+            value = rng.normal(0, 0.1, shape)
+        elif name.endswith("gamma"):
+            # PReLU slopes small, BatchNorm scales around 1
+            value = rng.uniform(0.1, 0.3, shape) if name in record["prelu"] else rng.uniform(0.5, 1.5, shape)
+        elif name.endswith(("beta", "bias")):
+            value = rng.normal(0, 0.1, shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            value = rng.normal(0, np.sqrt(2.0 / max(fan_in, 1)), shape)
+        out[key] = mx.nd.array(np.asarray(value, dtype=np.float32))
+    return out
+
+
+def seeded_input(record):
+    import mxnet as mx
+
+    rng = np.random.default_rng(SEED + 1)
+    return mx.nd.array(rng.uniform(0, 255, record["input"]).astype(np.float32))
+
+
+def load_symbol(path):
+    import mxnet as mx
+
+    if path.endswith(".gz"):
+        with gzip.open(path, "rt") as handle:
+            return mx.sym.load_json(handle.read())
+    return mx.sym.load(path)
+
+
+def describe(sym, input_shape):
+    """Names, shapes and declared attributes of a graph (everything but ``fc1``)."""
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=tuple(input_shape))
+    attrs = sym.attr_dict()
+    params = [["arg:" + n, list(s)] for n, s in zip(sym.list_arguments(), arg_shapes) if n != "data"]
+    params += [["aux:" + n, list(s)] for n, s in zip(sym.list_auxiliary_states(), aux_shapes)]
+    multipliers, inits = {}, {}
+    for name in sym.list_arguments():
+        declared = attrs.get(name, {})
+        if "__lr_mult__" in declared or "__wd_mult__" in declared:
+            multipliers[name] = [float(declared.get("__lr_mult__", 1.0)), float(declared.get("__wd_mult__", 1.0))]
+        if "__init__" in declared and name != "data":
+            inits[name] = declared["__init__"]
+    nodes = json.loads(sym.tojson())["nodes"]
+    fixed_gamma, prelu = [], []
+    for node in nodes:
+        node_attrs = node.get("attrs", node.get("param", {})) or {}
+        if node["op"] == "BatchNorm" and node_attrs.get("fix_gamma", "True") == "True":
+            fixed_gamma.append(nodes[node["inputs"][1][0]]["name"])
+        if node["op"] == "LeakyReLU" and node_attrs.get("act_type") == "prelu":
+            prelu.append(nodes[node["inputs"][1][0]]["name"])
+    return dict(input=list(input_shape), params=params, multipliers=multipliers, inits=inits,
+                fixed_gamma=sorted(fixed_gamma), prelu=sorted(prelu))
+
+
+def record(symbol_file, tag, network, options=None, input_shape=(1, 3, 112, 112), source=""):
+    """Describe the graph in ``symbol_file``, run it on seeded arrays and write ``TAG.json.gz``."""
+    import mxnet as mx
+
+    sym = load_symbol(symbol_file)
+    if "fc1_output" in sym.get_internals().list_outputs():
+        sym = sym.get_internals()["fc1_output"]
+    rec = dict(network=network, options=options or {}, source=source, **describe(sym, input_shape))
+    block = mx.gluon.SymbolBlock(sym, mx.sym.var("data", dtype="float32"))
+    params = seeded_params(rec)
+    block.collect_params().load_dict({k.split(":", 1)[1]: v for k, v in params.items()})
+    rec["fc1"] = [float(v) for v in block(seeded_input(rec)).asnumpy().ravel()]
+    path = os.path.join(RECORDS, f"{tag}.json.gz")
+    with gzip.open(path, "wt") as handle:
+        json.dump(rec, handle, separators=(",", ":"))
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="record a 2018 graph as a parity-test record")
+    parser.add_argument("symbol")
+    parser.add_argument("tag")
+    parser.add_argument("network")
+    parser.add_argument("--options", default="{}", help="get_network keyword arguments as JSON")
+    parser.add_argument("--input", default="1,3,112,112")
+    parser.add_argument("--source", default="", help="which 2018 builder call made the graph")
+    args = parser.parse_args(argv)
+    path = record(args.symbol, args.tag, args.network, json.loads(args.options),
+                  tuple(int(v) for v in args.input.split(",")), args.source)
+    sys.stdout.write(path + "\n")
+
+
+if __name__ == "__main__":
+    main()
