@@ -31,7 +31,9 @@ def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = Fa
     ----------
     net : mxnet.gluon.HybridBlock
         A network from :func:`insightgluon.networks.get_network` built with the
-        checkpoint's architecture options.
+        checkpoint's architecture options. A network with a method
+        ``convert_legacy_params(saved) -> saved`` gets the file's ``{name: NDArray}``
+        through it first (e.g. Xception stacks the 2018 per-channel kernels).
     params_file : str
         ``prefix-NNNN.params`` with ``arg:``/``aux:`` keys (plain keys are accepted too).
     ctx : mx.Context or list of mx.Context, optional
@@ -55,6 +57,9 @@ def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = Fa
     import mxnet as mx
 
     saved = read_legacy_params(params_file)
+    convert = getattr(net, "convert_legacy_params", None)
+    if convert is not None:  # a family that stores a 2018 layout differently (Xception)
+        saved = convert(saved)
     params = net.collect_params()
     missing = [name for name in params.keys() if name not in saved]
     if missing and not allow_missing:
