@@ -20,11 +20,11 @@ def data_dir(tmp_path):
     return str(tmp_path)
 
 
-def test_legacy_defaults():
+def test_legacy_defaults(data_dir):
     cfg = TrainConfig()
     legacy = {"prefix": "../model/model", "ckpt": 1, "loss_type": "4", "verbose": 2000, "max_steps": 0,
               "end_epoch": 100000, "network": "r50", "version_se": 0, "version_input": 1,
-              "version_output": "E", "version_unit": 3, "version_act": "prelu", "lr": 0.1, "lr_steps": "",
+              "version_output": "", "version_unit": 3, "version_act": "prelu", "lr": 0.1, "lr_steps": "",
               "wd": 0.0005, "mom": 0.9, "emb_size": 512, "per_batch_size": 128, "margin_m": 0.5,
               "margin_s": 64.0, "margin_a": 1.0, "margin_b": 0.0, "easy_margin": 0, "margin": 4,
               "beta": 1000.0, "beta_min": 5.0, "beta_freeze": 0, "gamma": 0.12, "power": 1.0,
@@ -33,6 +33,9 @@ def test_legacy_defaults():
               "fc7_no_bias": False, "bn_mom": 0.9, "color": 0, "images_filter": 0, "ce_loss": False,
               "pretrained": "", "data_dir": ""}
     assert {k: getattr(cfg, k) for k in legacy} == legacy
+    # the head default is the network's own: E (legacy) for r50, GDC for MobileFaceNet
+    assert TrainConfig(data_dir=data_dir, network="y1").resolve(env={}).version_output == "GDC"
+    assert TrainConfig(data_dir=data_dir).resolve(env={}).version_output == "E"
 
 
 def test_resolve_derives_batch_steps_and_classes(data_dir):
@@ -51,8 +54,10 @@ def test_resolve_derives_batch_steps_and_classes(data_dir):
 def test_resolve_errors(data_dir, tmp_path):
     with pytest.raises(ConfigError, match="--loss-type 3"):
         TrainConfig(data_dir=data_dir, loss_type="3").resolve(env={})
-    with pytest.raises(ConfigError, match="square"):
-        TrainConfig(data_dir=data_dir, image_size="112,96").resolve(env={})
+    assert TrainConfig(data_dir=data_dir, image_size="112,96").resolve(env={}).image_hw == (112, 96)
+    for bad in ("112,0", "112,96,3", "a,b"):
+        with pytest.raises(ConfigError, match="--image-size"):
+            TrainConfig(data_dir=data_dir, image_size=bad).resolve(env={})
     with pytest.raises(ConfigError, match="--data-dir"):
         TrainConfig().resolve(env={})
     with pytest.raises(ConfigError, match="per-batch-size"):

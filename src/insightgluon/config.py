@@ -75,14 +75,15 @@ class TrainConfig:
     network: str = knob("r50", "backbone name (r100, r50, y1, m1, p107, d121, ...)", N)
     version_se: int = knob(0, "squeeze-and-excitation units (1: on)", N)
     version_input: int = knob(1, "input block variant", N)
-    version_output: str = knob("E", "embedding head variant (E, GDC, ...)", N)
+    version_output: str = knob("", "embedding head (E, GDC, ...); empty: the network's own, GDC for y1 "
+                               "and E for the others", N)
     version_unit: int = knob(3, "residual unit variant", N)
     version_act: str = knob("prelu", "activation (prelu, relu, ...)", N)
     version_multiplier: float = knob(1.0, "width multiplier (MobileNet, MobileFaceNet, slim r-nets)", N)
     use_deformable: int = knob(0, "accepted for compatibility; unused (as in 2018)", N)
     emb_size: int = knob(512, "embedding width (fc1)", N)
     bn_mom: float = knob(0.9, "batch-norm momentum", N)
-    image_size: str = knob("112,112", "input 'H,W' (square); empty: from the property file", N)
+    image_size: str = knob("112,112", "input 'H,W' (112,96 for SphereNet); empty: from the property file", N)
     # --- optimiser and schedule
     lr: float = knob(0.1, "base learning rate", O)
     lr_steps: str = knob("", "comma-separated batches where lr *= 0.1; empty: legacy default scaled by "
@@ -188,6 +189,7 @@ class TrainConfig:
             return self
         from insightgluon.data.property import read_property
         from insightgluon.losses import loss_name
+        from insightgluon.networks.base import default_head
         from insightgluon.train.distributed import num_dist_workers, parse_contexts
 
         env = os.environ if env is None else env
@@ -212,6 +214,7 @@ class TrainConfig:
                               f"--images-per-identity {ipi}")
         return dataclasses.replace(
             self, **updates, images_per_identity=ipi, loss=loss, num_classes=prop.num_classes,
+            version_output=self.version_output or default_head(self.network),
             image_hw=image_hw, contexts=contexts, num_workers=workers, global_batch=global_batch,
             lr_step_list=resolve_lr_steps(self.lr_steps, loss, global_batch),
             targets=tuple(t for t in self.target.split(",") if t), resolved=True)
@@ -285,7 +288,11 @@ def coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
 
 
 def parse_image_size(text: str) -> Tuple[int, int]:
-    """``'112,112'`` -> ``(112, 112)``; the legacy script required square inputs."""
+    """``'112,112'`` -> ``(112, 112)``, ``'96'`` -> ``(96, 96)``.
+
+    The legacy script required square inputs; ``112,96`` is accepted too, the input
+    SphereNet was made for (112x112 data is cropped to its centre 96 columns).
+    """
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     try:
         hw = tuple(int(p) for p in parts)
@@ -293,8 +300,8 @@ def parse_image_size(text: str) -> Tuple[int, int]:
         raise ConfigError(f"--image-size '{text}': expected 'H,W' integers") from None
     if len(hw) == 1:
         hw = (hw[0], hw[0])
-    if len(hw) != 2 or hw[0] != hw[1] or hw[0] <= 0:
-        raise ConfigError(f"--image-size '{text}': expected a square 'H,W' such as 112,112")
+    if len(hw) != 2 or min(hw) <= 0:
+        raise ConfigError(f"--image-size '{text}': expected 'H,W' such as 112,112 (or 112,96)")
     return hw
 
 

@@ -3,9 +3,14 @@
 Works for checkpoints written by this toolkit, by the 2018 InsightFace code and
 by any third-party MXNet face model: the graph is cut at a chosen output layer
 (``fc1`` by default, the embedding) and wrapped in a ``SymbolBlock``.
+:func:`load_embedding_model` goes further: a checkpoint whose arrays are exactly
+those of a zoo network runs through that network (fast PReLU, one depthwise
+convolution where the 2018 Xception sliced channels), once a probe batch has
+shown that it computes what the checkpoint's own graph computes.
 """
+import logging
 import os
-from typing import List, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from insightgluon.errors import CheckpointError
 
@@ -87,6 +92,85 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     block.collect_params().load_dict({k: params[k] for k in needed}, ctx=ctx or mx.cpu(),
                                      filename=params_file)
     return block
+
+
+class EmbeddingModel(NamedTuple):
+    """A loaded embedding network and how it runs.
+
+    ``engine`` is ``"zoo"`` (``network``/``options`` say which) or ``"graph"`` (the
+    checkpoint's own symbol); ``image_hw`` is the input size it was checked at.
+    """
+
+    block: object
+    engine: str
+    network: str = ""
+    options: Optional[dict] = None
+    image_hw: Tuple[int, int] = (112, 112)
+
+    def describe(self) -> str:
+        if self.engine != "zoo":
+            return "the checkpoint's own graph"
+        opts = ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
+        return f"zoo network {self.network}" + (f" ({opts})" if opts else "")
+
+
+# A zoo network replaces a checkpoint's graph only if their outputs agree this closely.
+ZOO_TOLERANCE = 1e-4
+
+
+def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
+                         engine: str = "auto") -> EmbeddingModel:
+    """Load a checkpoint's embedding, through its zoo network when it provably is one.
+
+    Parameters
+    ----------
+    prefix, epoch, layer, ctx
+        As :func:`load_symbol_block`.
+    engine : {"auto", "zoo", "graph"}
+        ``auto``: the zoo network if the checkpoint's arrays are exactly one's (after the
+        model-zoo naming variants) and its output on a probe batch equals the graph's,
+        else the graph. ``zoo``: the same, but failing instead of falling back.
+        ``graph``: always the checkpoint's own graph (the black box).
+    """
+    import mxnet as mx
+    import numpy as np
+
+    graph = load_symbol_block(prefix, epoch, layer=layer, ctx=ctx)
+    if engine == "graph":
+        return EmbeddingModel(graph, "graph")
+    if engine not in ("auto", "zoo"):
+        raise ValueError(f"engine={engine!r}: expected auto, zoo or graph")
+    from insightgluon.networks import get_network, load_legacy_params
+    from insightgluon.networks.identify import identify_network
+    from insightgluon.networks.legacy import read_legacy_params
+
+    params_file = checkpoint_paths(prefix, epoch)[1]
+    found = None
+    if layer in ("fc1", "fc1_output"):
+        found = identify_network({k: v.shape for k, v in read_legacy_params(params_file).items()})
+    if found is None:
+        return _no_zoo(engine, params_file, "its arrays are not those of any zoo network", graph)
+    name, options, image_hw = found
+    net = get_network(name, **options)
+    load_legacy_params(net, params_file, ctx=ctx or mx.cpu())
+    first = (ctx or [mx.cpu()])[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
+    probe = mx.nd.array(np.random.default_rng(0).uniform(0, 255, (2, 3) + tuple(image_hw)), ctx=first)
+    want, got = graph(probe).asnumpy(), net(probe).asnumpy()
+    rel = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))
+    if not rel < ZOO_TOLERANCE:
+        return _no_zoo(engine, params_file, f"zoo network {name} has its arrays but differs from its "
+                                            f"graph (max rel diff {rel:.2g})", graph)
+    model = EmbeddingModel(net, "zoo", name, options, tuple(image_hw))
+    logging.getLogger(__name__).info("%s: runs as %s (max rel diff to its graph %.1g)", params_file,
+                                     model.describe(), rel)
+    return model
+
+
+def _no_zoo(engine: str, params_file: str, why: str, graph) -> EmbeddingModel:
+    if engine == "zoo":
+        raise CheckpointError(f"{params_file}: cannot run through a zoo network: {why}")
+    logging.getLogger(__name__).info("%s: runs as its own graph (%s)", params_file, why)
+    return EmbeddingModel(graph, "graph")
 
 
 def _first_line(err: Exception) -> str:

@@ -5,7 +5,9 @@
 """
 import argparse
 import logging
+import os
 import sys
+import tempfile
 from typing import List, Optional
 
 from insightgluon.errors import ConfigError
@@ -24,8 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--output", help="ONNX file to write")
     mode.add_argument("--strip-fc7", dest="strip_fc7", metavar="OUT_PREFIX",
                       help="write OUT_PREFIX-symbol.json/-NNNN.params ending at --layer")
-    parser.add_argument("--image-size", dest="image_size", type=int, default=112,
-                        help="square input side (default: 112)")
+    parser.add_argument("--image-size", dest="image_size", default="112,112",
+                        help="input H,W or one side (default: 112,112; SphereNet: 112,96)")
+    parser.add_argument("--engine", default="auto", choices=("auto", "zoo", "graph"),
+                        help="auto: a checkpoint of a zoo network (2018 and model-zoo files included) "
+                             "is exported through that network, checked against its own graph; else "
+                             "the graph as saved. zoo: require that; graph: always the saved graph")
     parser.add_argument("--calibrate-bin", dest="calibrate_bin", metavar="BIN",
                         help=".bin verification set to calibrate the decision threshold on")
     parser.add_argument("--far", type=float, default=1e-3,
@@ -37,44 +43,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _calibrate(args, prefix: str, epoch: int) -> dict:
+def _calibrate(args, block, image_hw) -> dict:
     from insightgluon.export.deploy import calibrate_threshold
-    from insightgluon.model_io import load_symbol_block
 
     if not args.calibrate_bin:
         return {}
-    block = load_symbol_block(prefix, epoch, args.layer)
     block.hybridize(static_alloc=True, static_shape=True)
-    values = calibrate_threshold(block, args.calibrate_bin, args.far,
-                                 (args.image_size, args.image_size), args.batch_size)
+    values = calibrate_threshold(block, args.calibrate_bin, args.far, image_hw, args.batch_size)
     sys.stdout.write(f"{args.calibrate_bin}: threshold_cos {values['threshold_cos']:.4f} at FAR "
                      f"{args.far:g} (TAR {values['tar']:.4f}, accuracy {values['accuracy']:.4f})\n")
     return values
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from insightgluon.model_io import parse_model_spec
+    from insightgluon.config import parse_image_size
+    from insightgluon.model_io import load_embedding_model, load_symbol_block, parse_model_spec
 
     args = build_parser().parse_args(argv)
     models = parse_model_spec(args.model)
     if len(models) != 1:
         raise ConfigError(f"--model '{args.model}': export takes one prefix,epoch")
     prefix, epoch = models[0]
+    image_hw = parse_image_size(args.image_size)
     if args.strip_fc7:
         from insightgluon.export.deploy import strip_fc7, write_checkpoint_metadata
 
         sym_file, params_file = strip_fc7(prefix, epoch, args.strip_fc7, args.layer)
         sys.stdout.write(f"wrote {sym_file} and {params_file}\n")
-        values = _calibrate(args, args.strip_fc7, epoch)
-        if values:
-            values.update(layer=args.layer, image_size=f"{args.image_size}x{args.image_size}")
+        if args.calibrate_bin:
+            values = _calibrate(args, load_symbol_block(args.strip_fc7, epoch, args.layer), image_hw)
+            values.update(layer=args.layer, image_size="{}x{}".format(*image_hw))
             sys.stdout.write(f"wrote {write_checkpoint_metadata(args.strip_fc7, epoch, values)}\n")
         return 0
     from insightgluon.export.onnx import export_onnx
 
-    values = _calibrate(args, prefix, epoch)
-    report = export_onnx(prefix, epoch, args.output, args.layer,
-                         (args.image_size, args.image_size), metadata=values,
-                         tolerance=args.tolerance)
+    model = load_embedding_model(prefix, epoch, args.layer, engine=args.engine)
+    logger.info("%s,%d: exporting %s", prefix, epoch, model.describe())
+    values = _calibrate(args, model.block, image_hw)
+    if model.engine != "zoo":
+        report = export_onnx(prefix, epoch, args.output, args.layer, image_hw, metadata=values,
+                             tolerance=args.tolerance)
+    else:
+        import mxnet as mx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            zoo_prefix = os.path.join(tmp, "zoo")
+            model.block.hybridize()
+            model.block(mx.nd.zeros((1, 3) + tuple(image_hw)))
+            model.block.export(zoo_prefix, epoch=0)
+            values = dict(values, source=f"{os.path.abspath(prefix)},{epoch}", network=model.describe())
+            report = export_onnx(zoo_prefix, 0, args.output, "fc1", image_hw, metadata=values,
+                                 tolerance=args.tolerance)
     sys.stdout.write(f"{report}\n")
     return 0

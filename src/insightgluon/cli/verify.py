@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="folder holding <target>.bin files")
     p.add_argument("--target", default="lfw,cfp_fp,agedb_30", help="comma-separated .bin names")
     p.add_argument("--layer", default="fc1", help="embedding layer of the graph (default fc1)")
+    p.add_argument("--engine", default="auto", choices=("auto", "zoo", "graph"),
+                   help="auto: a checkpoint of a zoo network (2018 or model-zoo files included) runs "
+                        "through that network, checked against its own graph; else the graph. "
+                        "zoo: require that; graph: always the checkpoint's own graph")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward (default 32)")
     p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10)")
     p.add_argument("--image-size", default="112,112", help="H,W of the decoded images")
@@ -88,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     from insightgluon.eval.embed import parse_ctx
     from insightgluon.eval.verification import VerificationSet, verify_model
-    from insightgluon.model_io import load_symbol_block
+    from insightgluon.model_io import load_embedding_model
 
     if args.batch_size < 1 or args.nfolds < 2:
         raise ConfigError("--batch-size must be >= 1 and --nfolds >= 2")
@@ -106,9 +110,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     nets = []
     for prefix, epoch in models:
         LOG.info("loading %s,%d", prefix, epoch)
-        net = load_symbol_block(prefix, epoch, layer=args.layer, ctx=ctx)
-        net.hybridize(static_alloc=True, static_shape=True)
-        nets.append(net)
+        model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine)
+        LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
+        model.block.hybridize(static_alloc=True, static_shape=True)
+        nets.append(model.block)
     out = sys.stdout
     report = {"models": [{"prefix": p, "epoch": e, "layer": args.layer, "results": {}} for p, e in models],
               "max": {}}

@@ -45,10 +45,20 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
 
 
 def resize_to(rgb: np.ndarray, size) -> np.ndarray:
-    """Resize ``rgb`` to ``size = (height, width)`` unless it already has that size."""
+    """Bring an aligned face ``rgb`` to ``size = (height, width)``.
+
+    A wider image of the same height is cropped to its centre columns instead of
+    squeezed: the legacy 112x96 alignment template is the 112x112 one shifted 8
+    pixels left, so the centre 96 columns of a 112x112 face *are* its 112x96
+    alignment (SphereNet models read 112x112 packs and datasets this way). Any
+    other size is resized.
+    """
     height, width = int(size[0]), int(size[1])
     if rgb.shape[:2] == (height, width):
         return rgb
+    if rgb.shape[0] == height and rgb.shape[1] > width:
+        left = (rgb.shape[1] - width) // 2
+        return np.ascontiguousarray(rgb[:, left:left + width])
     shrink = rgb.shape[0] > height or rgb.shape[1] > width
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return cv2.resize(rgb, (width, height), interpolation=interp)

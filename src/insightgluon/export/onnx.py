@@ -158,7 +158,8 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
         Embedding node (``fc1`` by default). An L2Normalization is exported as
         the tensor before it.
     image_size : (int, int)
-        Square input size; insightface routes ``H >= 112`` with ``H % 16 == 0``.
+        Input (H, W); insightface routes only square ``H >= 112`` with ``H % 16 == 0``
+        (a 112x96 SphereNet exports, with a warning).
     metadata : dict, optional
         Extra ``metadata_props`` (e.g. ``threshold_cos``), stored under ``insightgluon.``.
     tolerance : float
@@ -172,9 +173,9 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     import onnx
 
     height, width = (int(v) for v in image_size)
-    if height != width or height < 16:
-        raise ConfigError(f"image size {height}x{width}: the ONNX export needs a square input")
-    if height < 112 or height % 16:
+    if min(height, width) < 16:
+        raise ConfigError(f"image size {height}x{width}: too small to export")
+    if height != width or height < 112 or height % 16:
         logger.warning("input %dx%d: insightface routes only square inputs >= 112 divisible by 16",
                        height, width)
     sym_file = checkpoint_paths(prefix, epoch)[0]

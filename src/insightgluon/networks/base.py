@@ -7,6 +7,15 @@ from insightgluon.registry import Registry
 
 NETWORKS = Registry("network")
 
+# The embedding head a network gets when --version-output is not given (E for all others).
+DEFAULT_HEADS = {"y1": "GDC"}
+
+
+def default_head(name: str) -> str:
+    """The ``version_output`` network ``name`` uses by default: ``GDC`` for MobileFaceNet, else ``E``."""
+    return DEFAULT_HEADS.get(name, "E")
+
+
 # MXNet's optimiser decays only parameters named like these unless the graph declares
 # ``__wd_mult__`` (the rule the 2018 Module training applied to every network).
 DECAYED_SUFFIXES = ("_weight", "_gamma")

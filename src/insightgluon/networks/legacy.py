@@ -1,11 +1,43 @@
-"""Load 2018 InsightFace ``prefix-NNNN.params`` files into our networks."""
+"""Load 2018 InsightFace ``prefix-NNNN.params`` files into our networks.
+
+A checkpoint saved by the 2018 code holds exactly the parameter names of the
+graph its builder made, which our networks reproduce. A few official model-zoo
+releases were saved by older code and name some arrays differently; the table
+:data:`MODEL_ZOO_VARIANTS` maps them, and loading says which variant matched.
+"""
+import json
+import logging
 import os
-from typing import Dict
+import re
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from insightgluon.errors import CheckpointError
 
+logger = logging.getLogger(__name__)
+
 # Parameters of the training graph that are not part of the backbone.
 CLASSIFIER_PREFIXES = ("fc7_",)
+
+
+class ZooVariant(NamedTuple):
+    """A naming variant of official 2018 model-zoo files.
+
+    ``renames`` maps a name in the file to ours; the variant applies when the file
+    has every old name and none of the new ones and the network wants the new ones.
+    """
+
+    name: str
+    description: str
+    renames: Dict[str, str]
+
+
+MODEL_ZOO_VARIANTS = (
+    ZooVariant("model-y1-test2",
+               "MobileFaceNet of the April-2018 model zoo (saved by MXNet 1.0): the GDC head's dense "
+               "layer is the operator pre_fc1 with bias pre_fc1_bias, but its weight variable is fc1_weight "
+               "(declared with __wd_mult__ 10)",
+               {"fc1_weight": "pre_fc1_weight"}),
+)
 
 
 def read_legacy_params(params_file: str) -> Dict[str, "mx.nd.NDArray"]:
@@ -24,7 +56,60 @@ def read_legacy_params(params_file: str) -> Dict[str, "mx.nd.NDArray"]:
     return {key.split(":", 1)[-1]: value for key, value in saved.items()}
 
 
-def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = False):
+def match_variant(saved: Dict, wanted: Iterable[str]) -> Tuple[Dict, Optional[ZooVariant]]:
+    """``saved`` renamed by the first model-zoo variant that applies to it (and the variant)."""
+    wanted = set(wanted)
+    for variant in MODEL_ZOO_VARIANTS:
+        old, new = set(variant.renames), set(variant.renames.values())
+        if old <= set(saved) and not new & set(saved) and new <= wanted:
+            renamed = {variant.renames.get(name, name): value for name, value in saved.items()}
+            return renamed, variant
+    return saved, None
+
+
+def legacy_arrays(net, params_file: str) -> Tuple[Dict, Optional[ZooVariant]]:
+    """The arrays of ``params_file`` under ``net``'s parameter names, and the variant that matched.
+
+    Applies the network's own layout conversion (``convert_legacy_params``, e.g. Xception's
+    per-channel kernels) and the model-zoo naming variants.
+    """
+    saved = read_legacy_params(params_file)
+    convert = getattr(net, "convert_legacy_params", None)
+    if convert is not None:
+        saved = convert(saved)
+    saved, variant = match_variant(saved, net.collect_params().keys())
+    if variant is not None:
+        logger.info("%s: model-zoo variant %s (%s)", params_file, variant.name,
+                    ", ".join(f"{a} -> {b}" for a, b in variant.renames.items()))
+    return saved, variant
+
+
+def declared_multipliers(params_file: str, variant: Optional[ZooVariant] = None) -> Dict[str, Tuple[float, float]]:
+    """``{name: (lr_mult, wd_mult)}`` declared by the checkpoint's ``prefix-symbol.json``, if any.
+
+    Names are ours (after the variant's renames). A checkpoint without a symbol file, or
+    whose graph declares nothing, gives ``{}``.
+    """
+    symbol_file = re.sub(r"-\d+\.params$", "-symbol.json", params_file)
+    if symbol_file == params_file or not os.path.isfile(symbol_file):
+        return {}
+    try:
+        with open(symbol_file) as handle:
+            nodes = json.load(handle)["nodes"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{symbol_file}: not a readable MXNet symbol file ({err})") from None
+    renames = variant.renames if variant is not None else {}
+    out = {}
+    for node in nodes:
+        attrs = node.get("attrs") or node.get("attr") or {}
+        if node.get("op") == "null" and ("__lr_mult__" in attrs or "__wd_mult__" in attrs):
+            out[renames.get(node["name"], node["name"])] = (float(attrs.get("__lr_mult__", 1.0)),
+                                                            float(attrs.get("__wd_mult__", 1.0)))
+    return out
+
+
+def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = False,
+                       allow_extra: bool = False) -> List[str]:
     """Load a 2018 ``prefix-NNNN.params`` (or one saved by ``HybridBlock.export``) into ``net``.
 
     Parameters
@@ -38,28 +123,30 @@ def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = Fa
         ``prefix-NNNN.params`` with ``arg:``/``aux:`` keys (plain keys are accepted too).
     ctx : mx.Context or list of mx.Context, optional
         Where to place the parameters (default CPU).
+        Official model-zoo files whose names differ (:data:`MODEL_ZOO_VARIANTS`) load
+        too; the matched variant is logged.
     allow_missing : bool
         Keep the current values of parameters absent from the file (they must be
         initialised already) instead of failing.
+    allow_extra : bool
+        Accept arrays the network does not use (other than the ``fc7_*`` classifier,
+        always ignored) instead of failing.
 
     Returns
     -------
     list of str
-        Names in the file that the network does not use (the ``fc7_*`` classifier
-        is ignored silently and not listed).
+        Names in the file that the network does not use, without ``fc7_*`` (empty
+        unless ``allow_extra``).
 
     Raises
     ------
     CheckpointError
-        Missing parameters (unless ``allow_missing``) or a shape mismatch; the
-        message names the file and the first offending parameters.
+        Missing or unexpected parameters, or a shape mismatch; the message names
+        the file and the first offending parameters.
     """
     import mxnet as mx
 
-    saved = read_legacy_params(params_file)
-    convert = getattr(net, "convert_legacy_params", None)
-    if convert is not None:  # a family that stores a 2018 layout differently (Xception)
-        saved = convert(saved)
+    saved, _ = legacy_arrays(net, params_file)
     params = net.collect_params()
     missing = [name for name in params.keys() if name not in saved]
     if missing and not allow_missing:
@@ -72,11 +159,14 @@ def load_legacy_params(net, params_file: str, ctx=None, allow_missing: bool = Fa
                 len(expected) != len(got) or any(e not in (0, g) for e, g in zip(expected, got))):
             raise CheckpointError(f"{params_file}: parameter {name} has shape "
                                   f"{got}, the network expects {expected} (0 = any)")
+    unused = [name for name in saved if name not in params.keys()
+              and not name.startswith(CLASSIFIER_PREFIXES)]
+    if unused and not allow_extra:
+        raise CheckpointError(f"{params_file}: {len(unused)} parameters the network does not have: "
+                              f"{_few(unused)} (was it saved from another --network or options?)")
     present = {name: saved[name] for name in params.keys() if name in saved}
     params.load_dict(present, ctx=ctx or mx.cpu(), allow_missing=allow_missing,
                      filename=params_file)
-    unused = [name for name in saved if name not in params.keys()
-              and not name.startswith(CLASSIFIER_PREFIXES)]
     return unused
 
 

@@ -8,7 +8,7 @@ Layer names equal the 2018 ``fmobilefacenet`` symbol's (``conv_1_conv2d``,
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS, common_options, scaled
+from insightgluon.networks.base import NETWORKS, common_options, default_head, scaled
 from insightgluon.nn import MXNET_BN_EPS, ConvBNAct, InputNorm, Sequence, make_head
 
 # (name, out channels, expansion channels, stride, residual blocks after it); the
@@ -65,7 +65,7 @@ class MobileFaceNet(HybridBlock):
     def __init__(self, emb_size=128, version_output=None, version_act="prelu",
                  version_multiplier=1.0, bn_mom=0.9, **_resnet_options):
         super().__init__(prefix="")
-        opts = common_options(emb_size, version_output, version_act, version_multiplier, "GDC")
+        opts = common_options(emb_size, version_output, version_act, version_multiplier, default_head("y1"))
         act, mult = opts["version_act"], opts["version_multiplier"]
         stem = scaled(STEM_WIDTH, mult)
         with self.name_scope():

@@ -15,8 +15,6 @@ logger = logging.getLogger(__name__)
 _INIT_BY_FAMILY = {"r": ("gaussian", "out"), "y": ("gaussian", "out"), "i": ("gaussian", "in"),
                    "x": ("gaussian", "in")}
 _DEFAULT_INIT = ("uniform", "in")
-# The legacy optimiser decayed only these parameters (MXNet's name rule for Module).
-_DECAYED_SUFFIXES = ("_weight", "_gamma")
 
 
 def legacy_initializer(network: str):
@@ -75,12 +73,11 @@ class TrainModel:
         self._materialise()
         if cfg.pretrained:
             self._load_pretrained(cfg.pretrained)
+        # lr_mult/wd_mult: what the 2018 optimiser applied (get_network, the fc7 flags, and
+        # whatever a --pretrained graph declares), read by the Trainer's optimizer as is.
         self.params = gluon.ParameterDict()
         self.params.update(self.net.collect_params())
         self.params.update(self.head.collect_params())
-        for name, param in self.params.items():
-            if not name.endswith(_DECAYED_SUFFIXES):
-                param.wd_mult = 0.0
         if cfg.hybridize:
             self.net.hybridize(static_alloc=True, static_shape=True)
             self.head.hybridize(static_alloc=True, static_shape=True)
@@ -107,15 +104,20 @@ class TrainModel:
             self.head(emb, mx.nd.zeros((1,), ctx=ctx))
 
     def _load_pretrained(self, spec: str) -> None:
-        import mxnet as mx
+        """Start from a checkpoint (ours, a 2018 one or a model-zoo file) where names and shapes fit.
 
+        Arrays that do not fit (typically ``fc7`` of another dataset) keep their fresh
+        initialisation. Multipliers the checkpoint's graph declares for the backbone (the
+        model-zoo MobileFaceNet's 10x weight decay on its head) replace the network's.
+        """
         from insightgluon.model_io import checkpoint_paths, parse_model_spec
+        from insightgluon.networks.legacy import declared_multipliers, legacy_arrays
 
         (prefix, epoch), = parse_model_spec(spec)
         path = checkpoint_paths(prefix, epoch)[1]
         if not os.path.isfile(path):
             raise CheckpointError(f"{path}: --pretrained checkpoint not found")
-        saved = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(path).items()}
+        saved, variant = legacy_arrays(self.net, path)
         loaded, fresh = 0, []
         for block in (self.net, self.head):
             for name, param in block.collect_params().items():
@@ -127,8 +129,17 @@ class TrainModel:
                     fresh.append(name)
         if not loaded:
             raise CheckpointError(f"{path}: no parameter matches network {self.cfg.network}")
-        logger.info("pretrained %s: loaded %d arrays; re-initialised %d (%s)", path, loaded, len(fresh),
+        logger.info("pretrained %s%s: loaded %d arrays; re-initialised %d (%s)", path,
+                    f" (model-zoo variant {variant.name})" if variant else "", loaded, len(fresh),
                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+        params = self.net.collect_params()
+        names = set(params.keys())
+        for name, (lr_mult, wd_mult) in declared_multipliers(path, variant).items():
+            param = params[name] if name in names else None
+            if param is not None and (param.lr_mult, param.wd_mult) != (lr_mult, wd_mult):
+                logger.info("pretrained graph declares %s: lr_mult %g, wd_mult %g (network: %g, %g)",
+                            name, lr_mult, wd_mult, param.lr_mult, param.wd_mult)
+                param.lr_mult, param.wd_mult = lr_mult, wd_mult
 
     def augment(self):
         """The sample augmentation, or None when every augmentation flag is off."""

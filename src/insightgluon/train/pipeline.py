@@ -12,6 +12,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from insightgluon.data.image import resize_to
+
 Key = Tuple[int, int, int]  # (dataset position, epoch, sample index within the epoch)
 
 
@@ -114,10 +116,7 @@ class AugmentedSamples:
     def __getitem__(self, key: Key):
         pos, epoch, index = key
         rgb, label = self.dataset[pos]
-        if rgb.shape[:2] != self.image_hw:
-            import cv2
-
-            rgb = cv2.resize(rgb, (self.image_hw[1], self.image_hw[0]), interpolation=cv2.INTER_LINEAR)
+        rgb = resize_to(rgb, self.image_hw)
         if self.augment is not None:
             rgb = self.augment(rgb, np.random.default_rng([self.seed, epoch, index, 1]))
         return rgb, label, epoch, index

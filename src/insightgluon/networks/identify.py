@@ -1,0 +1,132 @@
+"""Recognise which zoo network (and options) a checkpoint was saved from, by its arrays alone.
+
+A checkpoint saved by the 2018 code, by the model zoo or by us holds the
+parameter names and shapes of the graph that made it; our networks reproduce
+those exactly, so the pair (network, options) whose parameters equal the
+file's is the network to run it with. The search is cheap (networks are built
+without weights, names first, shapes only for the few whose names fit) and
+exact (names and every shape must agree); :func:`insightgluon.model_io.load_zoo_block`
+then also compares outputs with the checkpoint's own graph before trusting it.
+"""
+import itertools
+import logging
+from typing import Dict, Iterator, Optional, Tuple
+
+from insightgluon.errors import ConfigError
+from insightgluon.networks.base import get_network, network_names
+from insightgluon.networks.legacy import CLASSIFIER_PREFIXES, match_variant
+from insightgluon.nn import HEADS
+
+logger = logging.getLogger(__name__)
+
+# How many families (by name overlap with the default build) to search options for.
+SHORTLIST = 4
+INPUT_SIZES = ((112, 112), (112, 96))
+# get_network's defaults, left out of the options reported
+DEFAULTS = dict(version_output=None, version_unit=3, version_input=1, version_se=0, version_act="prelu",
+                version_multiplier=1.0)
+
+
+def _names(net) -> set:
+    return set(net.collect_params().keys())
+
+
+def _shapes(net, image_hw) -> Dict[str, Tuple[int, ...]]:
+    import mxnet as mx
+
+    sym = net(mx.sym.var("data"))
+    args, _, auxs = sym.infer_shape(data=(1, 3) + tuple(image_hw))
+    names = sym.list_arguments() + sym.list_auxiliary_states()
+    return {n: tuple(s) for n, s in zip(names, args + auxs) if n != "data"}
+
+
+def _emb_size(shapes: Dict[str, Tuple[int, ...]]) -> Optional[int]:
+    for name in ("fc1_gamma", "fc1_weight", "pre_fc1_weight", "fc1_bias"):
+        if name in shapes and shapes[name]:
+            return int(shapes[name][0])
+    return None
+
+
+def _head_names(head: str) -> set:
+    """Parameter names a head owns (independent of widths)."""
+    from insightgluon.nn import make_head
+
+    return _names(make_head(head, 8, 8))
+
+
+def _option_grid(names: set) -> Iterator[Dict]:
+    """Option values worth trying for a file with these parameter names (most likely first)."""
+    fitting = [h for h in HEADS.names() if h != "GNAP" and _head_names(h) <= names]
+    heads = [None] + sorted(fitting, key=lambda h: -len(_head_names(h))) + ["GNAP"]
+    se = 1 if any("_se_conv1_" in n for n in names) else 0
+    inputs = [2] if "bn_data_gamma" in names else [1, 0]
+    for head, unit, version_input, act in itertools.product(heads, (3, 1, 2), inputs, ("prelu", "relu")):
+        yield dict(version_output=head, version_unit=unit, version_input=version_input, version_se=se,
+                   version_act=act)
+
+
+def _candidates(file_names: set) -> Iterator[str]:
+    """Registered names ordered by how many of their default parameter names the file holds."""
+    scored = []
+    for name in network_names():
+        try:
+            ours = _names(get_network(name))
+        except ConfigError:
+            continue
+        scored.append((len(ours & file_names) / max(len(ours | file_names), 1), name))
+    scored.sort(reverse=True)
+    return (name for score, name in scored[:SHORTLIST] if score > 0.2)
+
+
+def identify_network(saved: Dict[str, Tuple[int, ...]]) -> Optional[Tuple[str, Dict, Tuple[int, int]]]:
+    """``(network, options, (H, W))`` whose parameters are exactly ``saved``'s, or None.
+
+    Parameters
+    ----------
+    saved : dict
+        Parameter name -> shape of a checkpoint (``fc7*`` is ignored).
+
+    Returns
+    -------
+    (str, dict, tuple) or None
+        A registered network name, the ``get_network`` keyword arguments and an input
+        size at which every shape agrees; None when no zoo network has these arrays.
+    """
+    saved = {k: tuple(v) for k, v in saved.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    emb_size = _emb_size(saved)
+    if emb_size is None:
+        return None
+    for name in _candidates(set(saved)):
+        for options in _option_grid(set(saved)):
+            options = dict(options, emb_size=emb_size)
+            try:
+                net = get_network(name, **options)
+            except ConfigError:
+                continue
+            ours = _names(net)
+            renamed, _ = match_variant(saved, ours)
+            if set(renamed) != ours:
+                continue
+            multiplier = _multiplier(name, options, renamed)
+            if multiplier != 1.0:
+                options = dict(options, version_multiplier=multiplier)
+                net = get_network(name, **options)
+            for image_hw in INPUT_SIZES:
+                try:
+                    shapes = _shapes(net, image_hw)
+                except Exception:  # noqa: BLE001 -- MXNet refuses this input size for this network
+                    continue
+                if all(shapes.get(k) == v for k, v in renamed.items()):
+                    return name, {k: v for k, v in options.items() if DEFAULTS.get(k) != v}, image_hw
+    return None
+
+
+def _multiplier(name: str, options: Dict, saved: Dict[str, Tuple[int, ...]]) -> float:
+    """The width multiplier that makes the first convolution as wide as the file's (1.0 if it is)."""
+    net = get_network(name, **options)
+    for pname, param in net.collect_params().items():
+        if pname.endswith("_weight") and pname in saved and len(saved[pname]) == 4:
+            shapes = _shapes(net, INPUT_SIZES[0])
+            ours, theirs = shapes[pname][0], saved[pname][0]
+            return 1.0 if ours == theirs else theirs / ours
+    return 1.0
