@@ -9,7 +9,7 @@ from insightgluon.networks.summary import summarize
 from insightgluon.nn import HEADS, NativePReLU, PReLU
 
 LEGACY_NAMES = {"r18", "r34", "r49", "r50", "r74", "r90", "r100", "r124", "r101", "r152", "r200",
-                "r269", "y1", "m1", "p68", "p92", "p107", "p131", "d121", "d161", "d169", "d201",
+                "r269", "y1", "m1", "m2", "p68", "p92", "p107", "p131", "d121", "d161", "d169", "d201",
                 "i4", "s20", "s36", "s60", "s64", "s104"}
 
 
@@ -44,7 +44,7 @@ def test_every_network_runs_hybridized_and_not(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["r100", "y1", "m1", "p68", "d121", "i4"])
+@pytest.mark.parametrize("name", ["r100", "y1", "m1", "m2", "p68", "d121", "i4"])
 def test_networks_run_at_full_width(name):
     net = get_network(name, emb_size=8)
     net.initialize(mx.init.Xavier())
