@@ -37,22 +37,47 @@ def record_paths():
     return sorted(os.path.join(RECORDS, f) for f in os.listdir(RECORDS) if f.endswith(".json.gz"))
 
 
+def record_path(tag):
+    return os.path.join(RECORDS, f"{tag}.json.gz")
+
+
+def expected_multipliers(record):
+    """``{argument: (lr_mult, wd_mult)}`` the 2018 Module optimiser used: declared, else MXNet's rule."""
+    args = [key.split(":", 1)[1] for key, _ in record["params"] if key.startswith("arg:")]
+    default = {True: (1.0, 1.0), False: (1.0, 0.0)}
+    return {name: tuple(record["multipliers"].get(name, default[name.endswith(("_weight", "_gamma"))]))
+            for name in args}
+
+
+def trainer_multipliers(trainer):
+    """``{name: (lr_mult, wd_mult)}`` exactly as a Gluon Trainer's optimizer applies them."""
+    opt = trainer._optimizer
+    base_lr = opt.learning_rate
+    out = {}
+    for index, param in opt.param_dict.items():
+        lr = opt._get_lrs([index])[0] / base_lr
+        wd = opt._get_wds([index])[0] / opt.wd if opt.wd else param.wd_mult
+        out[param.name] = (round(lr, 6), round(wd, 6))
+    return out
+
+
 def load_record(path):
     with gzip.open(path, "rt") as handle:
         return json.load(handle)
 
 
 def seeded_params(record):
-    """``{"arg:NAME"|"aux:NAME": NDArray}`` drawn in record order (BN statistics kept sane)."""
+    """``{"arg:NAME"|"aux:NAME": NDArray}`` drawn in record order (BN statistics kept sane,
+    under MXNet's ``moving_*`` or Gluon's ``running_*`` names)."""
     import mxnet as mx
 
     rng = np.random.default_rng(SEED)
     out = {}
     for key, shape in record["params"]:
         name = key.split(":", 1)[1]
-        if name.endswith("moving_var"):
+        if name.endswith(("moving_var", "running_var")):
             value = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("moving_mean"):
+        elif name.endswith(("moving_mean", "running_mean")):
             value = rng.normal(0, 0.1, shape)
         elif name.endswith("gamma"):
             # PReLU slopes small, BatchNorm scales around 1

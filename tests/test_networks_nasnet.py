@@ -1,0 +1,175 @@
+"""NASNet-A Large (``n1``): 2018 Gluon counter names, graph details, options, bad checkpoints.
+
+The output on 2018 arrays is checked by ``test_networks_zoo.py`` (record ``n1``); here the
+graph is inspected symbolically and checkpoints are small stand-ins whose arrays have the
+2018 names and every known dimension (the deferred input-channel dimensions are 1), which is
+all ``load_legacy_params`` matches on.
+"""
+import json
+from collections import Counter
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.networks import get_network, load_legacy_params
+from insightgluon.networks.nasnet import _COUNTED, NASNet, _counter_indices
+
+# Operator counts of the 2018 graph cut at fc1.
+OPS_2018 = {"Convolution": 488, "BatchNorm": 266, "Activation": 263, "elemwise_add": 110,
+            "Pooling": 78, "Concat": 26, "Pad": 12, "slice": 12, "_minus_scalar": 1,
+            "_mul_scalar": 1, "Dropout": 1, "FullyConnected": 1}
+# (operator, its 2018 name, output shape for one 112x112 image)
+LANDMARKS = [("conv1_fwd", (1, 96, 110, 110)), ("cellstem00_concat0", (1, 168, 55, 55)),
+             ("cellstem10_concat1", (1, 336, 28, 28)), ("firstcell0_concat1", (1, 1008, 28, 28)),
+             ("maxpoolpad1_slice0", (1, 336, 14, 14)),
+             ("branchseparablesreduction4_slice0", (1, 336, 14, 14)),
+             ("reductioncell00_concat0", (1, 1344, 14, 14)),
+             ("reductioncell10_concat0", (1, 2688, 7, 7)), ("firstcell2_concat1", (1, 4032, 7, 7)),
+             ("normalcell14__plus4", (1, 672, 7, 7)), ("normalcell14_concat0", (1, 4032, 7, 7)),
+             ("fc1", (1, 8))]
+
+
+def _names(net):
+    return list(net.collect_params().keys())
+
+
+@pytest.fixture(scope="module")
+def graph():
+    sym = get_network("n1", emb_size=8)(mx.sym.var("data"))
+    return sym, json.loads(sym.tojson())["nodes"]
+
+
+def test_names_come_from_the_structure_not_from_the_process():
+    first = _names(get_network("n1", emb_size=8))
+    # Layers built outside a name scope advance Gluon's process-wide counters.
+    for layer in (mx.gluon.nn.Conv2D(4, 1), mx.gluon.nn.BatchNorm(), mx.gluon.nn.MaxPool2D()):
+        assert not layer.prefix.startswith(("conv1_", "batchnorm245_"))
+    second = _names(get_network("n1", emb_size=8))
+    assert first == second
+    assert first[:5] == ["conv1_weight", "batchnorm245_gamma", "batchnorm245_beta",
+                         "batchnorm245_running_mean", "batchnorm245_running_var"]
+    counted = _counter_indices(first)
+    assert counted == {"conv": set(range(1, 489)), "batchnorm": set(range(245, 509))}
+    assert [n for n in first if not n.startswith(("conv", "batchnorm"))] == [
+        "bn1_gamma", "bn1_beta", "bn1_moving_mean", "bn1_moving_var", "pre_fc1_weight",
+        "pre_fc1_bias", "fc1_gamma", "fc1_beta", "fc1_moving_mean", "fc1_moving_var"]
+
+
+def test_operators_names_and_shapes_are_the_2018_ones(graph):
+    sym, nodes = graph
+    assert dict(Counter(n["op"] for n in nodes if n["op"] != "null")) == OPS_2018
+    internals = sym.get_internals()
+    for name, shape in LANDMARKS:
+        _, (out,), _ = internals[f"{name}_output"].infer_shape(data=(1, 3, 112, 112))
+        assert out == shape, name
+
+
+def test_layer_attributes_are_the_2018_ones(graph):
+    _, nodes = graph
+    bns = {n["name"]: n["attrs"] for n in nodes if n["op"] == "BatchNorm"}
+    head = {"bn1": ("2e-05", "0.9", "False"), "fc1": ("2e-05", "0.9", "True")}
+    for name, attrs in bns.items():
+        assert (attrs["eps"], attrs["momentum"], attrs["fix_gamma"]) == head.get(
+            name, ("0.001", "0.1", "False")), name
+    pools = [n["attrs"] for n in nodes if n["op"] == "Pooling"]
+    assert {p["pooling_convention"] for p in pools} == {"valid"}
+    assert all(p.get("count_include_pad") == "True" for p in pools if p["pool_type"] == "avg")
+    pads = Counter(n["attrs"]["pad_width"] for n in nodes if n["op"] == "Pad")
+    assert pads == {"(0, 0, 0, 0, 1, 0, 1, 0)": 8, "(0, 0, 0, 0, 0, 1, 0, 1)": 4}
+    assert {n["attrs"]["act_type"] for n in nodes if n["op"] == "Activation"} == {"relu"}
+
+
+def test_options_the_2018_builder_did_not_read_are_ignored():
+    plain = get_network("n1", emb_size=8)
+    other = get_network("n1", emb_size=8, version_se=1, version_input=0, version_output="GDC",
+                        version_unit=1, version_act="relu", version_multiplier=0.25, bn_mom=0.5)
+    assert _names(other) == _names(plain)
+    assert [p.shape for p in other.collect_params().values()] == [
+        p.shape for p in plain.collect_params().values()]
+    with pytest.raises(ConfigError, match="emb_size"):
+        get_network("n1", emb_size=0)
+
+
+def test_every_cell_parameter_is_decayed_as_in_2018():
+    params = get_network("n1", emb_size=8).collect_params()
+    for name in ("conv1_weight", "batchnorm245_gamma", "batchnorm245_beta", "batchnorm508_beta"):
+        assert (params[name].lr_mult, params[name].wd_mult) == (1.0, 1.0), name
+    for name in ("bn1_beta", "pre_fc1_bias", "fc1_beta"):
+        assert (params[name].lr_mult, params[name].wd_mult) == (1.0, 0.0), name
+    assert params["fc1_gamma"].grad_req == "null"
+
+
+def test_runs_hybridized_and_not():
+    net = get_network("n1", emb_size=8)
+    net.initialize(mx.init.Xavier())
+    x = mx.nd.array(np.random.RandomState(0).uniform(0, 255, (1, 3, 112, 112)))
+    eager = net(x).asnumpy()
+    net.hybridize(static_alloc=True, static_shape=True)
+    assert eager.shape == (1, 8) and np.isfinite(eager).all()
+    np.testing.assert_allclose(net(x).asnumpy(), eager, rtol=1e-4, atol=1e-4)
+
+
+def _checkpoint(net, path, rename=None, drop=()):
+    """Save ``net``'s parameters as a 2018 ``.params`` (``arg:``/``aux:``), each array filled with
+    its own index; return ``{saved name: index}``."""
+    saved, index = {}, {}
+    for i, (name, param) in enumerate(net.collect_params().items()):
+        if name in drop:
+            continue
+        key = (rename or (lambda n: n))(name)
+        kind = "aux" if name.endswith(("_mean", "_var")) else "arg"
+        saved[f"{kind}:{key}"] = mx.nd.full(tuple(d or 1 for d in param.shape), float(i))
+        index[key] = i
+    mx.nd.save(str(path), saved)
+    return index
+
+
+def _from_zero(name):
+    # The same layers numbered by a process whose counters started at 0.
+    match = _COUNTED.match(name)
+    if match is None:
+        return name
+    hint, number, rest = match.groups()
+    return f"{hint}{int(number) - {'conv': 1, 'batchnorm': 245}[hint]}_{rest}"
+
+
+def test_checkpoint_numbered_from_zero_loads_into_the_same_layers(tmp_path):
+    path = tmp_path / "model-0000.params"
+    index = _checkpoint(get_network("n1", emb_size=8), path, rename=_from_zero)
+    assert "conv0_weight" in index and "batchnorm263_running_var" in index
+    net = get_network("n1", emb_size=8)
+    assert load_legacy_params(net, str(path)) == []
+    for name, param in net.collect_params().items():
+        assert float(param.data().asnumpy().ravel()[0]) == index[_from_zero(name)], name
+
+
+def test_renumbering_leaves_our_names_alone():
+    net = NASNet(emb_size=8)
+    saved = {name: None for name in _names(net)}
+    assert net.convert_legacy_params(saved) is saved
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other_network", r"missing 1544 network parameters: conv1_weight, batchnorm245_gamma"),
+    ("missing_bn", r"missing 4 network parameters: batchnorm300_gamma, batchnorm300_beta"),
+    ("missing_bn_from_zero", r"missing 980 network parameters: batchnorm264_gamma"),
+    ("other_emb_size",
+     r"parameter pre_fc1_weight has shape \(16, 1\), the network expects \(8, 0\)"),
+])
+def test_bad_checkpoints_fail_with_one_line(tmp_path, case, message):
+    path = tmp_path / "model-0000.params"
+    bn300 = [f"batchnorm300_{p}" for p in ("gamma", "beta", "running_mean", "running_var")]
+    if case == "other_network":
+        _checkpoint(get_network("m1", emb_size=8), path)
+    elif case == "missing_bn":
+        _checkpoint(get_network("n1", emb_size=8), path, drop=bn300)
+    elif case == "missing_bn_from_zero":
+        # With a layer missing the BN numbers are no longer ours shifted: they are not renamed.
+        _checkpoint(get_network("n1", emb_size=8), path, rename=_from_zero, drop=bn300)
+    else:
+        _checkpoint(get_network("n1", emb_size=16), path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_legacy_params(get_network("n1", emb_size=8), str(path))
+    assert "\n" not in str(err.value)
