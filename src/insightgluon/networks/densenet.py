@@ -1,80 +1,171 @@
-"""DenseNet (``d121``, ``d161``, ``d169``, ``d201``; Huang et al. 2017) for 112x112 faces.
+"""fdensenet: DenseNet-BC (``d121``, ``d161``, ``d169``, ``d201``; Huang et al. 2017,
+https://arxiv.org/abs/1608.06993) for 112x112 faces, as the 2018 InsightFace graph.
 
-Pre-activation dense layers (BN-act-1x1 conv to 4k, BN-act-3x3 conv to k,
-concatenated), transitions halving channels and resolution. A 3x3 stride-1
-stem and a stride-2 max-pool bring 112x112 to 56x56, so the three transitions
-end at 7x7 before the embedding head.
+* Stem (``--version-input``): 1 and above (default) take a 3x3 stride-1 conv
+  ``conv0``/``bn0``/PReLU ``relu0`` to at most 64 channels, then one IR residual
+  unit ``head`` of stride 2 (112 -> 56); 0 takes a 7x7 stride-2 conv to 2k
+  channels and a 3x3 stride-2 max-pool (112 -> 28).
+* Dense stages ``DBstage1..4``: units ``DBstage{s}_unit{i}`` of pre-activation
+  BN-relu-1x1 conv (4k)-dropout-BN-relu-3x3 conv (k)-dropout, each appended to
+  its input (``DBstage{s}_concat{i}``).
+* Transitions ``TBstage1..3``: BN-relu-1x1 conv-dropout-2x2 average pool. Their
+  width halves a channel count that starts at 2k, not at the stem's real width
+  (64 for ``d161``, whose 2k is 96): we keep that count as the 2018 code did.
+* Embedding head (``--version-output``) directly on the last concatenation.
+
+The body activations are plain relu whatever ``--version-act`` says; only the
+stem and the head use PReLU. Every dropout has rate 0.2 (the head's ``E``/``F``
+0.4): active in training, the identity in inference. ``--version-se``,
+``--version-unit``, ``--version-act`` and ``--version-multiplier`` were not
+read by the 2018 builder and are ignored.
 """
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS, common_options, scaled
-from insightgluon.nn import BatchNorm, BNActConv, ConvBNAct, InputNorm, Pool, Sequence, \
-    make_activation, make_head
+from insightgluon.errors import ConfigError
+from insightgluon.networks.base import NETWORKS, check_choice
+from insightgluon.nn import (Activation, BatchNorm, Conv, ConvBNAct, InputNorm, LegacyNamed, Pool,
+                             Sequence, make_activation, make_head)
 
-# depth -> (initial features, growth rate k, layers per dense block)
+# depth -> (growth rate k, units per dense stage)
 DENSENET_SPECS = {
-    121: (64, 32, (6, 12, 24, 16)),
-    161: (96, 48, (6, 12, 36, 24)),
-    169: (64, 32, (6, 12, 32, 32)),
-    201: (64, 32, (6, 12, 48, 32)),
+    121: (32, (6, 12, 24, 16)),
+    161: (48, (6, 12, 36, 24)),
+    169: (32, (6, 12, 32, 32)),
+    201: (32, (6, 12, 48, 32)),
 }
+# Dropout rate after every body convolution.
+BODY_DROPOUT = 0.2
+# A dense unit's 1x1 bottleneck is this many times the growth rate.
+BOTTLENECK = 4
+# The IR stem never goes wider than this.
+STEM_MAX_WIDTH = 64
+# The heads the 2018 get_fc1 built on purpose; any other string fell through
+# to a bare dense layer, which our heads of the same name would not reproduce.
+OUTPUTS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
+# The stem and the heads always used PReLU.
+HEAD_ACT = "prelu"
 
 
-class DenseLayer(HybridBlock):
-    """Adds ``growth`` channels: output = concat(input, BN-act-conv1x1-BN-act-conv3x3(input))."""
+class Dropout(LegacyNamed):
+    """Dropout of rate ``p`` with the operator named ``name`` (training only; identity otherwise)."""
 
-    def __init__(self, name, in_channels, growth, act, bn_mom):
+    def __init__(self, name, p):
+        super().__init__(name)
+        self.p = p
+
+    def hybrid_forward(self, F, x):
+        with self._raw_names():
+            return F.Dropout(x, p=self.p, name=self.op_name)
+
+
+def _bn_relu_conv(name, index, channels, kernel, bn_mom):
+    """``{name}_bn{i}`` -> relu ``{name}_relu{i}`` -> conv ``{name}_conv{i}`` -> ``{name}_dp{i}``."""
+    return [BatchNorm(f"{name}_bn{index}", momentum=bn_mom),
+            Activation(f"{name}_relu{index}", "relu"),
+            Conv(f"{name}_conv{index}", channels, kernel, 1, kernel // 2),
+            Dropout(f"{name}_dp{index}", BODY_DROPOUT)]
+
+
+class DenseUnit(HybridBlock):
+    """Appends ``growth`` channels to its input: (N, C, H, W) -> (N, C + growth, H, W)."""
+
+    def __init__(self, stage, index, growth, bn_mom):
         super().__init__(prefix="")
-        self.unit = name
+        name = f"{stage}_unit{index}"
+        self.concat_name = f"{stage}_concat{index}"
         with self.name_scope():
-            self.body = Sequence([
-                BNActConv(f"{name}_x1", in_channels, 4 * growth, act=act, bn_mom=bn_mom),
-                BNActConv(f"{name}_x2", 4 * growth, growth, 3, 1, 1, act=act, bn_mom=bn_mom)])
+            self.body = Sequence(_bn_relu_conv(name, 1, BOTTLENECK * growth, 1, bn_mom)
+                                 + _bn_relu_conv(name, 2, growth, 3, bn_mom))
 
     def hybrid_forward(self, F, x):
         with mx.name.NameManager():
-            return F.concat(x, self.body(x), dim=1, name=f"{self.unit}_concat")
+            return F.concat(x, self.body(x), dim=1, name=self.concat_name)
+
+
+class StemUnit(HybridBlock):
+    """The IR residual unit ``head`` of the stem: BN-conv3x3-BN-PReLU-conv3x3/2-BN plus a
+    1x1/2 conv-BN shortcut, no activation after the sum. (N, C, H, W) -> (N, C, H/2, W/2).
+    """
+
+    def __init__(self, name, channels, bn_mom):
+        super().__init__(prefix="")
+        self.add_name = f"{name}_plus"
+        with self.name_scope():
+            self.body = Sequence([
+                BatchNorm(f"{name}_bn1", momentum=bn_mom),
+                Conv(f"{name}_conv1", channels, 3, 1, 1),
+                BatchNorm(f"{name}_bn2", momentum=bn_mom),
+                make_activation(HEAD_ACT, f"{name}_relu1", channels),
+                Conv(f"{name}_conv2", channels, 3, 2, 1),
+                BatchNorm(f"{name}_bn3", momentum=bn_mom)])
+            self.shortcut = Sequence([Conv(f"{name}_conv1sc", channels, 1, 2),
+                                      BatchNorm(f"{name}_sc", momentum=bn_mom)])
+
+    def hybrid_forward(self, F, x):
+        with mx.name.NameManager():
+            return F.elemwise_add(self.body(x), self.shortcut(x), name=self.add_name)
+
+
+def make_stem(version_input, channels, bn_mom):
+    """The 2018 ``get_head``: returns the stem block and its output width."""
+    if version_input == 0:
+        return Sequence([ConvBNAct("conv0", "bn0", "relu0", channels, 7, 2, 3, act=HEAD_ACT,
+                                   bn_mom=bn_mom),
+                         Pool("pool0", 3, 2, 1)]), channels
+    channels = min(channels, STEM_MAX_WIDTH)
+    return Sequence([ConvBNAct("conv0", "bn0", "relu0", channels, 3, 1, 1, act=HEAD_ACT,
+                               bn_mom=bn_mom),
+                     StemUnit("head", channels, bn_mom)]), channels
+
+
+def _check_options(emb_size, version_input, version_output):
+    if int(emb_size) <= 0:
+        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+    if isinstance(version_input, bool) or not isinstance(version_input, int) or version_input < 0:
+        raise ConfigError(f"version_input={version_input!r} is not supported; choose 0 "
+                          "(7x7 stem) or 1 and above (3x3 stem with an IR unit)")
+    return check_choice("E" if version_output in (None, "") else str(version_output), OUTPUTS,
+                        "version_output")
 
 
 class DenseNet(HybridBlock):
-    """Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``."""
+    """fdensenet (see module docstring).
 
-    def __init__(self, depth, emb_size=512, version_output=None, version_act="prelu",
-                 version_multiplier=1.0, bn_mom=0.9, **_unused):
+    Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1`` (head ``A``/``AX``: the
+    last stage's width). Options are described in :func:`insightgluon.networks.get_network`.
+    """
+
+    def __init__(self, depth, emb_size=512, version_input=1, version_output=None, bn_mom=0.9,
+                 **_unused):
         super().__init__(prefix="")
-        opts = common_options(emb_size, version_output, version_act, version_multiplier, "E")
-        act, mult = opts["version_act"], opts["version_multiplier"]
-        init, growth, blocks = DENSENET_SPECS[depth]
-        init, growth = scaled(init, mult), scaled(growth, mult)
+        output = _check_options(emb_size, version_input, version_output)
+        growth, units = DENSENET_SPECS[depth]
+        counted = 2 * growth
         with self.name_scope():
             self.norm = InputNorm()
-            self.body = Sequence([
-                ConvBNAct("conv0", "bn0", "relu0", init, 3, 1, 1, act=act, bn_mom=bn_mom),
-                Pool("pool0", 3, 2, 1)])
-            width = init
-            for b, count in enumerate(blocks, start=1):
+            self.stem, width = make_stem(version_input, counted, bn_mom)
+            self.body = Sequence()
+            for s, count in enumerate(units, start=1):
                 for i in range(1, count + 1):
-                    self.body.add(DenseLayer(f"block{b}_layer{i}", width, growth, act, bn_mom))
-                    width += growth
-                if b < len(blocks):
-                    self.body.add(BNActConv(f"trans{b}", width, width // 2, act=act, bn_mom=bn_mom))
-                    self.body.add(Pool(f"trans{b}_pool", 2, 2, pool_type="avg"))
-                    width //= 2
-            self.body.add(BatchNorm("bn_last", momentum=bn_mom))
-            self.body.add(make_activation(act, "relu_last", width))
-            self.head = make_head(opts["version_output"], opts["emb_size"], width, act=act,
-                                  bn_mom=bn_mom)
+                    self.body.add(DenseUnit(f"DBstage{s}", i, growth, bn_mom))
+                width, counted = width + count * growth, counted + count * growth
+                if s < len(units):
+                    width = counted = counted // 2
+                    self.body.add(Sequence(_bn_relu_conv(f"TBstage{s}", 1, width, 1, bn_mom)
+                                           + [Pool(f"TBstage{s}_pool{s}", 2, 2, pool_type="avg")]))
+            self.head = make_head(output, int(emb_size), width, act=HEAD_ACT, bn_mom=bn_mom)
 
     def hybrid_forward(self, F, x):
-        return self.head(self.body(self.norm(x)))
+        return self.head(self.body(self.stem(self.norm(x))))
 
 
 def _register(depth):
     @NETWORKS.register(f"d{depth}")
     def build(**options):
         return DenseNet(depth, **options)
-    build.__doc__ = f"DenseNet-{depth}: {DENSENET_SPECS[depth]}."
+    growth, units = DENSENET_SPECS[depth]
+    build.__doc__ = f"DenseNet-{depth}: growth rate {growth}, dense units {units}."
     return build
 
 
