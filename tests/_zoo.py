@@ -17,7 +17,7 @@ regenerates exactly the arrays the record's ``fc1`` was computed from.
 
 Recording (development only; the graph comes from the 2018 builder, never committed)::
 
-    .venv/bin/python tests/_zoo.py SYMBOL.json[.gz] TAG NETWORK [--options JSON] [--input N,3,H,W]
+    .venv/bin/python tests/_zoo.py SYMBOL.json[.gz] TAG NETWORK [--options JSON] [--input N,3,H,W] [--output NODE]
 """
 import argparse
 import gzip
@@ -132,13 +132,15 @@ def describe(sym, input_shape):
                 fixed_gamma=sorted(fixed_gamma), prelu=sorted(prelu))
 
 
-def record(symbol_file, tag, network, options=None, input_shape=(1, 3, 112, 112), source=""):
-    """Describe the graph in ``symbol_file``, run it on seeded arrays and write ``TAG.json.gz``."""
+def record(symbol_file, tag, network, options=None, input_shape=(1, 3, 112, 112), source="",
+           output="fc1_output"):
+    """Describe the graph in ``symbol_file`` cut at ``output`` (the embedding: ``fc1``, or
+    ``fc1_relu`` for the D heads), run it on seeded arrays and write ``TAG.json.gz``."""
     import mxnet as mx
 
     sym = load_symbol(symbol_file)
-    if "fc1_output" in sym.get_internals().list_outputs():
-        sym = sym.get_internals()["fc1_output"]
+    if output in sym.get_internals().list_outputs():
+        sym = sym.get_internals()[output]
     rec = dict(network=network, options=options or {}, source=source, **describe(sym, input_shape))
     block = mx.gluon.SymbolBlock(sym, mx.sym.var("data", dtype="float32"))
     params = seeded_params(rec)
@@ -158,9 +160,10 @@ def main(argv=None):
     parser.add_argument("--options", default="{}", help="get_network keyword arguments as JSON")
     parser.add_argument("--input", default="1,3,112,112")
     parser.add_argument("--source", default="", help="which 2018 builder call made the graph")
+    parser.add_argument("--output", default="fc1_output", help="the embedding node (fc1_relu_output: D heads)")
     args = parser.parse_args(argv)
     path = record(args.symbol, args.tag, args.network, json.loads(args.options),
-                  tuple(int(v) for v in args.input.split(",")), args.source)
+                  tuple(int(v) for v in args.input.split(",")), args.source, args.output)
     sys.stdout.write(path + "\n")
 
 

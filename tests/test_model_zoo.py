@@ -13,6 +13,7 @@ import pytest
 
 from _datautil import make_tiny_bin, make_tiny_dataset
 from _legacy_graphs import legacy_embedding, legacy_mobilefacenet, legacy_resnet, random_checkpoint
+from _zoo import trainer_multipliers
 from insightgluon.cli import main as cli_main
 from insightgluon.errors import CheckpointError
 from insightgluon.model_io import load_embedding_model
@@ -143,14 +144,3 @@ def test_fine_tune_from_the_model_zoo_file(zoo_y1, tmp_path, caplog):
     assert multipliers["conv_1_conv2d_weight"] == (1.0, 1.0)
     assert multipliers["conv_1_batchnorm_beta"] == (1.0, 0.0)
 
-
-def trainer_multipliers(trainer):
-    """``{name: (lr_mult, wd_mult)}`` exactly as the Trainer's optimizer applies them."""
-    opt = trainer._optimizer
-    base_lr = opt.learning_rate
-    out = {}
-    for index, param in opt.param_dict.items():
-        lr = opt._get_lrs([index])[0] / base_lr
-        wd = opt._get_wds([index])[0] / opt.wd if opt.wd else param.wd_mult
-        out[param.name] = (round(lr, 6), round(wd, 6))
-    return out
