@@ -14,7 +14,7 @@ LEGACY_NAMES = {"r18", "r34", "r49", "r50", "r74", "r90", "r100", "r124", "r101"
 
 
 # The deepest graphs take several seconds each on one core even when thin.
-HEAVY = {"r124", "r200", "r269", "d161", "d169", "d201", "i4", "p107", "p131", "n1"}
+HEAVY = {"r124", "r200", "r269", "d161", "d169", "d201", "i4", "p68", "p92", "p107", "p131", "n1"}
 WALK = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(LEGACY_NAMES)]
 
 

@@ -1,95 +1,175 @@
 """Dual Path Networks (``p68``, ``p92``, ``p107``, ``p131``; Chen et al. 2017,
-https://arxiv.org/abs/1707.01629) for 112x112 faces.
+https://arxiv.org/abs/1707.01629) as the 2018 ``fdpn`` built them for 112x112 faces.
 
-Each block has a residual path (widths added) and a densely connected path
-(``inc`` channels appended per block), both fed by one grouped bottleneck of
-pre-activation BN-act-conv layers. A 3x3 stride-1 stem and stage strides
-2, 2, 2, 2 take 112x112 to 7x7.
+* Stem (``get_head``, ``--version-input``): 1 (default, any value > 0) is conv0 3x3/1
+  with 64 filters, BN, PReLU, then the IR residual unit ``head`` of stride 2 (112 -> 56);
+  0 is conv0 7x7/2 with 128 filters, BN, PReLU and a 3x3/2 max-pool (112 -> 28).
+* Four stages ``conv2_x`` ... ``conv5_x`` of dual-path units. A unit sees the residual
+  and the dense path concatenated; a pre-activation BN-ReLU-conv bottleneck (1x1, grouped
+  3x3, 1x1) returns ``width + inc`` channels, the first ``width`` added to the residual
+  path, the rest appended to the dense path. The first unit of a stage projects the input
+  with a BN-ReLU-conv 1x1 to ``width + 2 inc`` (stride 2 from ``conv3_x`` on).
+* Embedding head (``--version-output``) on the concatenation of both paths.
+
+The stem and the heads use PReLU, the dual-path units ReLU; the units' BatchNorms take
+MXNet's default epsilon (1e-3), the stem's and the heads' 2e-5. The 2018 builder read
+neither ``--version-act``, ``--version-multiplier`` nor ``--bn-mom`` (momentum 0.9
+everywhere) and ignored ``--version-se``/``--version-unit``; so do we.
 """
+import numbers
+
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS, common_options, scaled
-from insightgluon.nn import BatchNorm, BNActConv, ConvBNAct, InputNorm, Sequence, \
-    make_activation, make_head
+from insightgluon.errors import ConfigError
+from insightgluon.networks.base import NETWORKS, check_choice
+from insightgluon.networks.resnet import ResidualUnit
+from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, ConvBNAct, InputNorm,
+                             Pool, Sequence, make_head)
 
-# depth -> (stem width, k_R, groups G, blocks per stage, dense increment per stage, width factor)
+# depth -> (k_R: bottleneck width of conv2_x, groups G of the 3x3 convs,
+#           units per stage conv2_x..conv5_x, dense increment per stage)
 DPN_SPECS = {
-    68: (10, 128, 32, (3, 4, 12, 3), (16, 32, 32, 64), 1),
-    92: (64, 96, 32, (3, 4, 20, 3), (16, 32, 24, 128), 4),
-    107: (128, 200, 50, (4, 8, 20, 3), (20, 64, 64, 128), 4),
-    131: (128, 160, 40, (4, 8, 28, 3), (16, 32, 32, 128), 4),
+    68: (128, 32, (3, 4, 12, 3), (16, 32, 32, 64)),
+    92: (96, 32, (3, 4, 20, 3), (16, 32, 24, 128)),
+    107: (200, 50, (4, 8, 20, 3), (20, 64, 64, 128)),
+    131: (160, 40, (4, 8, 28, 3), (16, 32, 32, 128)),
 }
+# Residual-path width of conv2_x; it doubles with every stage (the bottleneck too).
+BASE_WIDTH = 256
+# The stem width fdpn asks get_head for; its 3x3 stem caps it at 64.
+STEM_WIDTH = 128
+IR_STEM_MAX_WIDTH = 64
+# The heads the 2018 get_fc1 built on purpose: any other string fell through to a bare
+# dense layer after pooling, which none of our heads of that name reproduces.
+FC1_HEADS = ("E", "F", "G", "H", "I", "J", "A", "AX", "B", "BX", "C", "CX", "D", "DX")
+# What the 2018 stem and heads used whatever --version-act and --bn-mom said.
+STEM_ACT = "prelu"
+BN_MOMENTUM = 0.9
 
 
-class DualPathBlock(HybridBlock):
-    """Input/output are one tensor: the residual part (``width`` channels) followed by the
-    dense part. ``project`` blocks (first of a stage) re-split the input with a 1x1 conv.
-    """
+class PreActConv(HybridBlock):
+    """BN -> ReLU -> conv named ``<name>__bn__bn``, ``<name>__ac__relu``, ``<name>__conv``."""
 
-    def __init__(self, name, in_channels, mid, width, inc, groups, stride, project, act, bn_mom):
+    def __init__(self, name, channels, kernel=1, stride=1, groups=1):
         super().__init__(prefix="")
-        self.unit, self.width, self.inc = name, width, inc
         with self.name_scope():
-            self.proj = BNActConv(f"{name}_proj", in_channels, width + 2 * inc, 1, stride,
-                                  act=act, bn_mom=bn_mom) if project else None
-            self.body = Sequence([
-                BNActConv(f"{name}_c1x1_a", in_channels, mid, act=act, bn_mom=bn_mom),
-                BNActConv(f"{name}_c3x3_b", mid, mid, 3, stride, 1, groups, act=act,
-                          bn_mom=bn_mom),
-                BNActConv(f"{name}_c1x1_c", mid, width + inc, act=act, bn_mom=bn_mom)])
+            self.bn = BatchNorm(f"{name}__bn__bn", eps=MXNET_BN_EPS, momentum=BN_MOMENTUM)
+            self.act = Activation(f"{name}__ac__relu", "relu")
+            self.conv = Conv(f"{name}__conv", channels, kernel, stride, kernel // 2, groups)
 
     def hybrid_forward(self, F, x):
-        source = self.proj(x) if self.proj is not None else x
-        y = self.body(x)
-        w, n = self.unit, self.width
+        return self.conv(self.act(self.bn(x)))
+
+
+class DualPathUnit(HybridBlock):
+    """Unit ``conv{s}_x__{j}``: (residual, dense) -> (residual + ``width``-slice, dense + ``inc``).
+
+    Called with one tensor (the stem output) for the first unit of ``conv2_x``, else with
+    the (residual, dense) pair of the previous unit. Residual: (N, width, H', W'); dense:
+    (N, D + inc, H', W'), where ``project`` units start D at ``2 inc``.
+    """
+
+    def __init__(self, name, mid, width, inc, groups, stride=1, project=False):
+        super().__init__(prefix="")
+        self.unit, self.width, self.inc = name, width, inc
+        self.proj_name = f"{name}_c1x1-w(s/{stride})"
+        with self.name_scope():
+            self.proj = PreActConv(self.proj_name, width + 2 * inc, 1, stride) if project else None
+            self.body = Sequence([PreActConv(f"{name}_c1x1-a", mid),
+                                  PreActConv(f"{name}_c3x3-b", mid, 3, stride, groups),
+                                  PreActConv(f"{name}_c1x1-c", width + inc)])
+
+    def hybrid_forward(self, F, resid, dense=None):
+        unit, width, inc = self.unit, self.width, self.inc
         with mx.name.NameManager():
-            resid = F.elemwise_add(F.slice_axis(source, axis=1, begin=0, end=n, name=f"{w}_sr"),
-                                   F.slice_axis(y, axis=1, begin=0, end=n, name=f"{w}_yr"),
-                                   name=f"{w}_resid")
-            dense = F.concat(F.slice_axis(source, axis=1, begin=n, end=None, name=f"{w}_sd"),
-                             F.slice_axis(y, axis=1, begin=n, end=None, name=f"{w}_yd"),
-                             dim=1, name=f"{w}_dense")
-            return F.concat(resid, dense, dim=1, name=f"{w}_out")
+            data = resid if dense is None else F.concat(resid, dense, dim=1,
+                                                        name=f"{unit}_cat-input")
+        if self.proj is not None:
+            proj = self.proj(data)
+            with mx.name.NameManager():
+                resid = F.slice_axis(proj, axis=1, begin=0, end=width,
+                                     name=f"{self.proj_name}-split1")
+                dense = F.slice_axis(proj, axis=1, begin=width, end=width + 2 * inc,
+                                     name=f"{self.proj_name}-split2")
+        out = self.body(data)
+        with mx.name.NameManager():
+            new_resid = F.slice_axis(out, axis=1, begin=0, end=width, name=f"{unit}_c1x1-c-split1")
+            new_dense = F.slice_axis(out, axis=1, begin=width, end=width + inc,
+                                     name=f"{unit}_c1x1-c-split2")
+            return (F.add_n(resid, new_resid, name=f"{unit}_sum"),
+                    F.concat(dense, new_dense, dim=1, name=f"{unit}_cat"))
+
+
+def make_stem(version_input):
+    """The 2018 ``get_head`` for fdpn: normalised (N, 3, 112, 112) -> (N, C, 56, 56), or
+    (N, 128, 28, 28) for ``version_input`` 0."""
+    if version_input == 0:
+        return Sequence([ConvBNAct("conv0", "bn0", "relu0", STEM_WIDTH, 7, 2, 3, act=STEM_ACT,
+                                   bn_mom=BN_MOMENTUM),
+                         Pool("pool0", 3, 2, 1)])
+    width = min(STEM_WIDTH, IR_STEM_MAX_WIDTH)
+    return Sequence([ConvBNAct("conv0", "bn0", "relu0", width, 3, 1, 1, act=STEM_ACT,
+                               bn_mom=BN_MOMENTUM),
+                     ResidualUnit("head", "basic", width, width, 2, version=3, act=STEM_ACT,
+                                  bn_mom=BN_MOMENTUM)])
+
+
+def check_options(emb_size, version_input, version_output):
+    """Validate the options fdpn read; return the head name (``E`` by default)."""
+    if int(emb_size) <= 0:
+        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+    if not isinstance(version_input, numbers.Integral) or version_input < 0:
+        raise ConfigError(f"version_input={version_input!r} is not supported by DPN; "
+                          f"use 0 (7x7/2 stem) or 1 (3x3 stem + IR unit)")
+    head = "E" if version_output in (None, "") else str(version_output)
+    return check_choice(head, FC1_HEADS, "version_output")
 
 
 class DPN(HybridBlock):
-    """Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``."""
+    """Dual Path Network of ``depth`` 68, 92, 107 or 131 (see the module doc).
 
-    def __init__(self, depth, emb_size=512, version_output=None, version_act="prelu",
-                 version_multiplier=1.0, bn_mom=0.9, **_unused):
+    Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1`` (head ``A``/``AX``: the
+    pooled (N, C) features). Options are those of :func:`insightgluon.networks.get_network`;
+    only ``emb_size``, ``version_input`` and ``version_output`` change the graph.
+    """
+
+    def __init__(self, depth, emb_size=512, version_input=1, version_output=None, **_ignored):
         super().__init__(prefix="")
-        opts = common_options(emb_size, version_output, version_act, version_multiplier, "E")
-        act, mult = opts["version_act"], opts["version_multiplier"]
-        stem, k_r, groups, blocks, incs, factor = DPN_SPECS[depth]
-        stem = scaled(stem, mult)
+        head = check_options(emb_size, version_input, version_output)
+        k_r, groups, counts, incs = DPN_SPECS[depth]
         with self.name_scope():
             self.norm = InputNorm()
-            self.body = Sequence([ConvBNAct("conv0", "bn0", "relu0", stem, 3, 1, 1, act=act,
-                                            bn_mom=bn_mom)])
-            channels = stem
-            for s, (count, inc) in enumerate(zip(blocks, incs), start=1):
-                width = scaled(64 * 2 ** (s - 1) * factor, mult)
-                mid = scaled(k_r * 2 ** (s - 1), mult, divisor=groups)
-                inc = scaled(inc, mult, divisor=4)
+            self.stem = make_stem(version_input)
+            self.units = []
+            for stage, (count, inc) in enumerate(zip(counts, incs), start=2):
+                width = BASE_WIDTH * 2 ** (stage - 2)
+                mid = k_r * width // BASE_WIDTH
                 for j in range(1, count + 1):
-                    self.body.add(DualPathBlock(f"stage{s}_unit{j}", channels, mid, width, inc,
-                                                groups, 2 if j == 1 else 1, j == 1, act, bn_mom))
-                    channels = width + 3 * inc if j == 1 else channels + inc
-            self.body.add(BatchNorm("bn_last", momentum=bn_mom))
-            self.body.add(make_activation(act, "relu_last", channels))
-            self.head = make_head(opts["version_output"], opts["emb_size"], channels, act=act,
-                                  bn_mom=bn_mom)
+                    first = j == 1
+                    unit = DualPathUnit(f"conv{stage}_x__{j}", mid, width, inc, groups,
+                                        2 if first and stage > 2 else 1, project=first)
+                    self.register_child(unit, f"conv{stage}_{j}")
+                    self.units.append(unit)
+            channels = width + (count + 2) * inc
+            self.head = make_head(head, int(emb_size), channels, act=STEM_ACT,
+                                  bn_mom=BN_MOMENTUM)
 
     def hybrid_forward(self, F, x):
-        return self.head(self.body(self.norm(x)))
+        paths = (self.stem(self.norm(x)),)
+        for unit in self.units:
+            paths = unit(*paths)
+        with mx.name.NameManager():
+            x = F.concat(*paths, dim=1, name="conv5_x_x_cat-final")
+        return self.head(x)
 
 
 def _register(depth):
     @NETWORKS.register(f"p{depth}")
     def build(**options):
         return DPN(depth, **options)
-    build.__doc__ = f"DPN-{depth}: {DPN_SPECS[depth]}."
+    k_r, groups, counts, incs = DPN_SPECS[depth]
+    build.__doc__ = f"DPN-{depth}: k_R {k_r}, G {groups}, units {counts}, increments {incs}."
     return build
 
 
