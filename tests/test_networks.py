@@ -10,7 +10,7 @@ from insightgluon.nn import HEADS, NativePReLU, PReLU
 
 LEGACY_NAMES = {"r18", "r34", "r49", "r50", "r74", "r90", "r100", "r124", "r101", "r152", "r200",
                 "r269", "y1", "m1", "m2", "p68", "p92", "p107", "p131", "d121", "d161", "d169", "d201",
-                "i4", "n1", "s20", "s36", "s60", "s64", "s104"}
+                "i4", "n1", "x1", "s20", "s36", "s60", "s64", "s104"}
 
 
 # The deepest graphs take several seconds each on one core even when thin.

@@ -76,7 +76,11 @@ def test_multipliers_and_initializers_are_the_2018_ones(tag):
     rec = load_record(RECORDS[tag])
     params = _build(rec).collect_params()
     want = expected_multipliers(rec)
-    assert {name: (p.lr_mult, p.wd_mult) for name, p in params.items() if name in want} == want
+    # Trained parameters only; one our layout merges (Xception's stacked kernels) has no record
+    # entry of its own and takes what its per-channel parts took: MXNet's rule (none declares more).
+    got = {name: (p.lr_mult, p.wd_mult) for name, p in params.items() if p.grad_req != "null"}
+    rule = {True: (1.0, 1.0), False: (1.0, 0.0)}
+    assert got == {name: want.get(name, rule[name.endswith(("_weight", "_gamma"))]) for name in got}
     assert [name for name in rec["fixed_gamma"] if name in want and params[name].grad_req != "null"] == []
     for name, declared in rec["inits"].items():
         if name in params.keys():
