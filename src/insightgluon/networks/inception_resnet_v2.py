@@ -1,120 +1,255 @@
-"""Inception-ResNet-v2 (``i4``; Szegedy et al. 2016, https://arxiv.org/abs/1602.07261) for
-112x112 faces.
+"""Inception-ResNet-v2 (``i4``; Szegedy et al. 2016, https://arxiv.org/abs/1602.07261) as the
+2018 InsightFace ``finception_resnet_v2`` built it for 112x112 faces.
 
-The ImageNet layout with "same" padding: stem to 28x28 (two stride-2
-max-pools), mixed_5b, 10 x block35 (scale 0.17), reduction to 14x14, 20 x
-block17 (0.1), reduction to 7x7, 10 x block8 (0.2, the last without
-activation), a 1x1 conv to 1536 and the embedding head.
+That builder differs from the paper and left its layers unnamed:
+
+* every layer is convolution (with bias) -> BatchNorm (MXNet defaults: ``fix_gamma=True``,
+  eps 1e-3, momentum 0.9) -> relu, whatever ``--version-act`` and ``--bn-mom`` say;
+* "valid" convolutions from a stride-1 stem (``--version-input 0``: stride 2), so the
+  maps are 52x52, 25x25 and 12x12; block17's 1x7 / 7x1 pair pads (1, 2) / (2, 1) and
+  its second branch starts with 129 channels; the stem's first max-pool is built but
+  unused; the last block8 has scale 1 and no activation;
+* parameter and operator names are MXNet's automatic ones (``convolution0_weight``,
+  ``batchnorm0_gamma``, ``activation0``, ``concat0``, ``_mulscalar1``, ``_plus0``...),
+  numbered per operator kind in creation order. We count them while building, so every
+  network gets the same names; :meth:`InceptionResNetV2.convert_legacy_params` reads
+  checkpoints whose numbering starts later (made in a process that had built other
+  networks first).
+
+The embedding head is the 2018 ``get_fc1`` (``E`` by default); its PReLU (heads ``A``-``D``)
+is PReLU whatever ``--version-act`` says, as in 2018.
 """
+import re
+from collections import Counter
+
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS, common_options, scaled
-from insightgluon.nn import ConvBNAct, Conv, InputNorm, Pool, Sequence, make_activation, make_head
+from insightgluon.errors import ConfigError
+from insightgluon.networks.base import NETWORKS, check_choice
+from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Pool, Sequence,
+                             make_head)
+
+# A convolution is (channels, kernel, stride, pad), kernel and pad ints or (h, w);
+# ("max" | "avg", kernel, stride, pad) is a pooling. A branch is a list of them.
+STEM = [(32, 3, 1, 0), (32, 3, 1, 0), (64, 3, 1, 1), ("max", 3, 2, 0, "unused"),
+        (80, 1, 1, 0), (192, 3, 1, 0), ("max", 3, 2, 0)]
+MIXED_5B = [[(96, 1, 1, 0)],
+            [(48, 1, 1, 0), (64, 5, 1, 2)],
+            [(64, 1, 1, 0), (96, 3, 1, 1), (96, 3, 1, 1)],
+            [("avg", 3, 1, 1), (64, 1, 1, 0)]]
+MIXED_6A = [[(384, 3, 2, 0)],
+            [(256, 1, 1, 0), (256, 3, 1, 1), (384, 3, 2, 0)],
+            [("max", 3, 2, 0)]]
+MIXED_7A = [[(256, 1, 1, 0), (384, 3, 2, 0)],
+            [(256, 1, 1, 0), (288, 3, 2, 0)],
+            [(256, 1, 1, 0), (288, 3, 1, 1), (320, 3, 2, 0)],
+            [("max", 3, 2, 0)]]
+# Residual blocks: branches, scale, repeats; their width is that of the mixed block before them.
+BLOCK35 = ([[(32, 1, 1, 0)],
+            [(32, 1, 1, 0), (32, 3, 1, 1)],
+            [(32, 1, 1, 0), (48, 3, 1, 1), (64, 3, 1, 1)]], 0.17, 10)
+BLOCK17 = ([[(192, 1, 1, 0)],
+            [(129, 1, 1, 0), (160, (1, 7), 1, (1, 2)), (192, (7, 1), 1, (2, 1))]], 0.1, 20)
+BLOCK8 = ([[(192, 1, 1, 0)],
+           [(192, 1, 1, 0), (224, (1, 3), 1, (0, 1)), (256, (3, 1), 1, (1, 0))]], 0.2, 9)
+# Mixed block, its residual blocks, whether one more block8 (scale 1, no relu) ends the stage:
+# 52x52 (320 channels), 25x25 (1088) and 12x12 (2080) at a 112x112 input.
+STAGES = ((MIXED_5B, BLOCK35, False), (MIXED_6A, BLOCK17, False), (MIXED_7A, BLOCK8, True))
+FINAL_CHANNELS = 1536
+# get_fc1 heads of November 2018 (any other string fell through to a pool + dense head,
+# which no flag asked for: refused).
+HEADS_2018 = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
+# Kinds of automatically named parameters in a checkpoint: "convolution12_weight".
+AUTO_PARAM = re.compile(r"^(convolution|batchnorm)(\d+)_(.+)$")
 
 
-class Branches(HybridBlock):
-    """Runs parallel branches on one input and concatenates them on channels."""
+class AutoNames:
+    """MXNet's automatic operator names (``convolution0``, ``convolution1``, ...), one counter
+    per operator kind, handed out in the order the 2018 builder created its operators.
 
-    def __init__(self, name, branches):
+    One instance per network, so names never depend on what the process built before.
+    """
+
+    def __init__(self):
+        # The input normalisation (:class:`InputNorm`) is ``_minusscalar0`` / ``_mulscalar0``.
+        self._next = Counter({"_minusscalar": 1, "_mulscalar": 1})
+
+    def __call__(self, kind):
+        index = self._next[kind]
+        self._next[kind] += 1
+        return f"{kind}{index}"
+
+
+def conv_factory(names, in_channels, channels, kernel, stride, pad, with_act=True):
+    """The 2018 ``ConvFactory``: convolution with bias -> BatchNorm (MXNet defaults) [-> relu].
+
+    Every width is known, so a checkpoint's shapes are checked before any input is seen.
+    """
+    layers = [Conv(names("convolution"), channels, kernel, stride, pad, use_bias=True,
+                   in_channels=in_channels),
+              BatchNorm(names("batchnorm"), eps=MXNET_BN_EPS, momentum=0.9, fix_gamma=True,
+                        in_channels=channels)]
+    if with_act:
+        layers.append(Activation(names("activation"), "relu"))
+    return Sequence(layers)
+
+
+def build_layers(names, specs, in_channels):
+    """A branch: its convolutions and poolings in order (a pooling marked ``unused`` only
+    takes its number, as the 2018 stem's first max-pool did). Returns it and its width."""
+    layers = []
+    for spec in specs:
+        if isinstance(spec[0], str):
+            name = names("pooling")
+            if spec[-1] != "unused":
+                layers.append(Pool(name, spec[1], spec[2], spec[3], spec[0]))
+        else:
+            layers.append(conv_factory(names, in_channels, *spec))
+            in_channels = spec[0]
+    return Sequence(layers), in_channels
+
+
+def _op_names():
+    """A name scope without the block prefix, so an operator is named exactly as given."""
+    return mx.name.NameManager()
+
+
+class Mixed(HybridBlock):
+    """Parallel branches on one input, concatenated on channels (operator ``concat<n>``)."""
+
+    def __init__(self, names, branches, in_channels):
         super().__init__(prefix="")
-        self.unit = name
+        self.channels = 0
         with self.name_scope():
             for i, branch in enumerate(branches):
-                self.register_child(branch, f"branch{i}")
+                layers, width = build_layers(names, branch, in_channels)
+                self.register_child(layers, f"branch{i}")
+                self.channels += width
+        self.op_name = names("concat")
 
     def hybrid_forward(self, F, x):
         outs = [branch(x) for branch in self._children.values()]
-        with mx.name.NameManager():
-            return F.concat(*outs, dim=1, name=f"{self.unit}_concat")
+        with _op_names():
+            return F.concat(*outs, dim=1, name=self.op_name)
 
 
 class ScaledResidual(HybridBlock):
-    """x + scale * conv1x1(branches(x)), then the activation unless ``last``."""
+    """``x + scale * BN(conv1x1(Mixed(x)))``, then relu unless ``with_act`` is false.
 
-    def __init__(self, name, channels, branches, scale, act, bn_mom, last=False):
+    Input and output (N, channels, H, W).
+    """
+
+    def __init__(self, names, branches, channels, scale, with_act=True):
         super().__init__(prefix="")
-        self.unit, self.scale = name, scale
+        self.scale = scale
         with self.name_scope():
-            self.branches = Branches(name, branches)
-            self.up = Conv(f"{name}_up", channels, use_bias=True)
-            self.act = None if last else make_activation(act, f"{name}_relu", channels)
+            self.mixed = Mixed(names, branches, channels)
+            self.up = conv_factory(names, self.mixed.channels, channels, 1, 1, 0, with_act=False)
+            self.mul_name, self.plus_name = names("_mulscalar"), names("_plus")
+            self.act = Activation(names("activation"), "relu") if with_act else None
 
     def hybrid_forward(self, F, x):
-        with mx.name.NameManager():
-            y = F.elemwise_add(x, F._internal._mul_scalar(self.up(self.branches(x)),
-                                                          scalar=self.scale,
-                                                          name=f"{self.unit}_scale"),
-                               name=f"{self.unit}_plus")
+        with _op_names():
+            y = F._internal._mul_scalar(self.up(self.mixed(x)), scalar=self.scale,
+                                        name=self.mul_name)
+            y = F.elemwise_add(x, y, name=self.plus_name)
         return self.act(y) if self.act is not None else y
 
 
+def _residuals(names, spec, channels, linear_end):
+    branches, scale, repeats = spec
+    blocks = [ScaledResidual(names, branches, channels, scale) for _ in range(repeats)]
+    if linear_end:  # the 2018 builder's final block8 call: default scale 1.0, no activation
+        blocks.append(ScaledResidual(names, branches, channels, 1.0, with_act=False))
+    return blocks
+
+
 class InceptionResNetV2(HybridBlock):
-    """Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``."""
+    """Input (N, 3, H, W) raw RGB 0..255 (112x112 for faces) -> (N, emb_size) ``fc1``.
 
-    def __init__(self, emb_size=512, version_output=None, version_act="prelu",
-                 version_multiplier=1.0, bn_mom=0.9, **_unused):
+    Parameters
+    ----------
+    emb_size : int
+        Width of the embedding (the 2018 ``num_classes`` argument).
+    version_input : int
+        0: the first convolution has stride 2; any other value >= 0: stride 1.
+    version_output : str, optional
+        A 2018 ``get_fc1`` head (:data:`HEADS_2018`); ``None`` means ``E``.
+
+    The other ``get_network`` options (``version_se``, ``version_unit``, ``version_act``,
+    ``version_multiplier``, ``bn_mom``) were not read by the 2018 builder and are ignored.
+    """
+
+    def __init__(self, emb_size=512, version_input=1, version_output=None, **_unused):
         super().__init__(prefix="")
-        opts = common_options(emb_size, version_output, version_act, version_multiplier, "E")
-        act, mult = opts["version_act"], opts["version_multiplier"]
-
-        def cba(name, ch, k=1, s=1):
-            k = k if isinstance(k, tuple) else (k, k)
-            return ConvBNAct(f"{name}_conv", f"{name}_bn", f"{name}_relu", scaled(ch, mult), k, s,
-                             (k[0] // 2, k[1] // 2), act=act, bn_mom=bn_mom)
-
-        def chain(name, spec):
-            return Sequence([cba(f"{name}_{i}", ch, k, s) for i, (ch, k, s) in enumerate(spec)])
-
-        c = lambda ch: scaled(ch, mult)  # noqa: E731
+        if int(emb_size) <= 0:
+            raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+        if isinstance(version_input, bool) or not isinstance(version_input, int) or version_input < 0:
+            raise ConfigError(f"version_input={version_input!r} is not supported; "
+                              "choose 0 (stride-2 stem) or 1 (stride-1 stem)")
+        head = "E" if version_output in (None, "") else str(version_output)
+        check_choice(head, HEADS_2018, "version_output")
+        names = AutoNames()
+        stem = [(*STEM[0][:2], 2 if version_input == 0 else 1, STEM[0][3])] + STEM[1:]
         with self.name_scope():
             self.norm = InputNorm()
-            body = Sequence([cba("conv1a", 32), cba("conv2a", 32, 3), cba("conv2b", 64, 3),
-                             Pool("pool3a", 3, 2, 1), cba("conv3b", 80), cba("conv4a", 192, 3),
-                             Pool("pool5a", 3, 2, 1)])
-            body.add(Branches("mixed_5b", [
-                cba("mixed_5b_b0", 96), chain("mixed_5b_b1", [(48, 1, 1), (64, 5, 1)]),
-                chain("mixed_5b_b2", [(64, 1, 1), (96, 3, 1), (96, 3, 1)]),
-                Sequence([Pool("mixed_5b_pool", 3, 1, 1, "avg"), cba("mixed_5b_b3", 64)])]))
-            width = c(96) + c(64) + c(96) + c(64)
-            for i in range(10):
-                n = f"block35_{i}"
-                body.add(ScaledResidual(n, width, [
-                    cba(f"{n}_b0", 32), chain(f"{n}_b1", [(32, 1, 1), (32, 3, 1)]),
-                    chain(f"{n}_b2", [(32, 1, 1), (48, 3, 1), (64, 3, 1)])], 0.17, act, bn_mom))
-            body.add(Branches("mixed_6a", [
-                cba("mixed_6a_b0", 384, 3, 2),
-                chain("mixed_6a_b1", [(256, 1, 1), (256, 3, 1), (384, 3, 2)]),
-                Pool("mixed_6a_pool", 3, 2, 1)]))
-            width += c(384) + c(384)
-            for i in range(20):
-                n = f"block17_{i}"
-                body.add(ScaledResidual(n, width, [
-                    cba(f"{n}_b0", 192),
-                    chain(f"{n}_b1", [(128, 1, 1), (160, (1, 7), 1), (192, (7, 1), 1)])],
-                    0.1, act, bn_mom))
-            body.add(Branches("mixed_7a", [
-                chain("mixed_7a_b0", [(256, 1, 1), (384, 3, 2)]),
-                chain("mixed_7a_b1", [(256, 1, 1), (288, 3, 2)]),
-                chain("mixed_7a_b2", [(256, 1, 1), (288, 3, 1), (320, 3, 2)]),
-                Pool("mixed_7a_pool", 3, 2, 1)]))
-            width += c(384) + c(288) + c(320)
-            for i in range(10):
-                n = f"block8_{i}"
-                body.add(ScaledResidual(n, width, [
-                    cba(f"{n}_b0", 192),
-                    chain(f"{n}_b1", [(192, 1, 1), (224, (1, 3), 1), (256, (3, 1), 1)])],
-                    0.2, act, bn_mom, last=i == 9))
-            body.add(cba("conv7b", 1536))
-            self.body = body
-            self.head = make_head(opts["version_output"], opts["emb_size"], c(1536), act=act,
-                                  bn_mom=bn_mom)
+            self.body, width = build_layers(names, stem, 3)
+            for branches, residual, linear_end in STAGES:
+                mixed = Mixed(names, branches, width)
+                self.body.add(mixed)
+                width = mixed.channels
+                for block in _residuals(names, residual, width, linear_end):
+                    self.body.add(block)
+            self.body.add(conv_factory(names, width, FINAL_CHANNELS, 1, 1, 0))
+            # get_fc1 used PReLU and momentum 0.9 in its heads whatever the flags said
+            self.head = make_head(head, int(emb_size), FINAL_CHANNELS, act="prelu", bn_mom=0.9)
 
     def hybrid_forward(self, F, x):
         return self.head(self.body(self.norm(x)))
 
+    def convert_legacy_params(self, saved):
+        """``saved`` with its automatic names renumbered to ours when they are shifted.
+
+        The 2018 counters were process-wide: a checkpoint whose ``batchnorm`` (or
+        ``convolution``) numbers are ours plus a constant (the process had built another
+        network first) is renamed; anything else is returned unchanged, so that loading
+        reports what is missing.
+        """
+        ours = _auto_indices(self.collect_params().keys())
+        theirs = _auto_indices(saved)
+        shifts = {}
+        for kind, indices in ours.items():
+            found = theirs.get(kind, {})
+            if not found or found == indices:
+                continue
+            shift = min(found) - min(indices)
+            if {i - shift: s for i, s in found.items()} == indices:
+                shifts[kind] = shift
+        if not shifts:
+            return saved
+        renamed = {}
+        for name, value in saved.items():
+            match = AUTO_PARAM.match(name)
+            if match and match.group(1) in shifts:
+                kind, index, suffix = match.groups()
+                name = f"{kind}{int(index) - shifts[kind]}_{suffix}"
+            renamed[name] = value
+        return renamed
+
+
+def _auto_indices(names):
+    """``{kind: {index: sorted suffixes}}`` of the automatically named parameters in ``names``."""
+    out = {}
+    for name in names:
+        match = AUTO_PARAM.match(name)
+        if match:
+            kind, index, suffix = match.groups()
+            out.setdefault(kind, {}).setdefault(int(index), set()).add(suffix)
+    return {kind: {i: tuple(sorted(s)) for i, s in found.items()} for kind, found in out.items()}
+
 
 @NETWORKS.register("i4")
 def i4(**options):
-    """Inception-ResNet-v2 (``i4``)."""
+    """Inception-ResNet-v2 (``i4``) as built by the 2018 ``finception_resnet_v2``."""
     return InceptionResNetV2(**options)
