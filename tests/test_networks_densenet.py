@@ -15,7 +15,7 @@ import pytest
 from _zoo import RECORDS, load_record, seeded_input, seeded_params
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.densenet import Dropout
+from insightgluon.nn import Dropout
 from insightgluon.nn import PReLU
 
 

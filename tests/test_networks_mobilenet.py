@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.mobilenet import FC1_HEADS
+from insightgluon.networks.base import FC1_HEADS
 from insightgluon.nn import HEADS, Activation, NativePReLU, PReLU
 
 STATS = ("_moving_mean", "_moving_var", "_running_mean", "_running_var")

@@ -12,7 +12,8 @@ from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.xception import (OUTPUTS, SeparableConv, Xception, separable_channels,
+from insightgluon.networks.base import FC1_HEADS
+from insightgluon.networks.xception import (SeparableConv, Xception, separable_channels,
                                             stack_depthwise_kernels)
 from insightgluon.nn import Activation, PReLU, Sequence
 
@@ -203,7 +204,7 @@ def test_heads_are_those_of_the_2018_get_fc1():
     for head in ("Z", "GDC", "GAP", "GNAP", "K"):
         with pytest.raises(ConfigError, match=r"version_output='%s'.*E, F, G" % head):
             get_network("x1", version_output=head)
-    assert set(OUTPUTS) == {"E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX"}
+    assert set(FC1_HEADS) == {"E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX"}
     net = get_network("x1", version_output="A", version_input=0)
     net.initialize()
     assert net(_images(size=112)).shape == (1, 1024)  # A: the last width, not emb_size

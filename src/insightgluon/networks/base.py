@@ -1,4 +1,5 @@
 """The network registry and the options every family shares."""
+import numbers
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from insightgluon.errors import ConfigError
@@ -9,11 +10,18 @@ NETWORKS = Registry("network")
 
 # The embedding head a network gets when --version-output is not given (E for all others).
 DEFAULT_HEADS = {"y1": "GDC"}
+# The face size a network was made for, where it is not 112x112 (filled in by its family module).
+IMAGE_SIZES: Dict[str, Tuple[int, int]] = {}
 
 
 def default_head(name: str) -> str:
     """The ``version_output`` network ``name`` uses by default: ``GDC`` for MobileFaceNet, else ``E``."""
     return DEFAULT_HEADS.get(name, "E")
+
+
+def default_image_size(name: str) -> Tuple[int, int]:
+    """``(height, width)`` of the faces network ``name`` was made for (SphereNet: 112x96)."""
+    return IMAGE_SIZES.get(name, (112, 112))
 
 
 # MXNet's optimiser decays only parameters named like these unless the graph declares
@@ -45,6 +53,28 @@ def check_choice(value: Any, valid: Iterable, option: str) -> Any:
         raise ConfigError(f"{option}={value!r} is not supported; choose one of: "
                           f"{', '.join(str(v) for v in valid)}")
     return value
+
+
+# The heads the 2018 ``symbol_utils.get_fc1`` built on purpose. The families that go through
+# it (DPN, DenseNet, Inception-ResNet-v2, Xception, m1) refuse any other --version-output: in 2018
+# such a value fell through to a bare pooled dense layer that no head of ours reproduces.
+FC1_HEADS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
+
+
+def fc1_family_options(emb_size: Any, version_input: Any, version_output: Optional[str],
+                       stems: str) -> str:
+    """Validate the options of a family built on the 2018 ``get_fc1``; return its head.
+
+    ``version_input`` must be an integer >= 0 as the 2018 builders asserted (``stems`` says
+    what the values mean, for the error message); ``version_output`` one of
+    :data:`FC1_HEADS`, ``E`` when empty.
+    """
+    if int(emb_size) <= 0:
+        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+    if isinstance(version_input, bool) or not isinstance(version_input, numbers.Integral) or version_input < 0:
+        raise ConfigError(f"version_input={version_input!r} is not supported; choose {stems}")
+    return check_choice("E" if version_output in (None, "") else str(version_output), FC1_HEADS,
+                        "version_output")
 
 
 def scaled(channels: int, multiplier: float, divisor: int = 8) -> int:

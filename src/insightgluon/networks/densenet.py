@@ -22,10 +22,9 @@ read by the 2018 builder and are ignored.
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.errors import ConfigError
-from insightgluon.networks.base import NETWORKS, check_choice
-from insightgluon.nn import (Activation, BatchNorm, Conv, ConvBNAct, InputNorm, LegacyNamed, Pool,
-                             Sequence, make_activation, make_head)
+from insightgluon.networks.base import NETWORKS, fc1_family_options
+from insightgluon.networks.resnet import legacy_head_stem
+from insightgluon.nn import Activation, BatchNorm, Conv, Dropout, InputNorm, Pool, Sequence, make_head
 
 # depth -> (growth rate k, units per dense stage)
 DENSENET_SPECS = {
@@ -38,25 +37,8 @@ DENSENET_SPECS = {
 BODY_DROPOUT = 0.2
 # A dense unit's 1x1 bottleneck is this many times the growth rate.
 BOTTLENECK = 4
-# The IR stem never goes wider than this.
-STEM_MAX_WIDTH = 64
-# The heads the 2018 get_fc1 built on purpose; any other string fell through
-# to a bare dense layer, which our heads of the same name would not reproduce.
-OUTPUTS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
 # The stem and the heads always used PReLU.
 HEAD_ACT = "prelu"
-
-
-class Dropout(LegacyNamed):
-    """Dropout of rate ``p`` with the operator named ``name`` (training only; identity otherwise)."""
-
-    def __init__(self, name, p):
-        super().__init__(name)
-        self.p = p
-
-    def hybrid_forward(self, F, x):
-        with self._raw_names():
-            return F.Dropout(x, p=self.p, name=self.op_name)
 
 
 def _bn_relu_conv(name, index, channels, kernel, bn_mom):
@@ -83,52 +65,6 @@ class DenseUnit(HybridBlock):
             return F.concat(x, self.body(x), dim=1, name=self.concat_name)
 
 
-class StemUnit(HybridBlock):
-    """The IR residual unit ``head`` of the stem: BN-conv3x3-BN-PReLU-conv3x3/2-BN plus a
-    1x1/2 conv-BN shortcut, no activation after the sum. (N, C, H, W) -> (N, C, H/2, W/2).
-    """
-
-    def __init__(self, name, channels, bn_mom):
-        super().__init__(prefix="")
-        self.add_name = f"{name}_plus"
-        with self.name_scope():
-            self.body = Sequence([
-                BatchNorm(f"{name}_bn1", momentum=bn_mom),
-                Conv(f"{name}_conv1", channels, 3, 1, 1),
-                BatchNorm(f"{name}_bn2", momentum=bn_mom),
-                make_activation(HEAD_ACT, f"{name}_relu1", channels),
-                Conv(f"{name}_conv2", channels, 3, 2, 1),
-                BatchNorm(f"{name}_bn3", momentum=bn_mom)])
-            self.shortcut = Sequence([Conv(f"{name}_conv1sc", channels, 1, 2),
-                                      BatchNorm(f"{name}_sc", momentum=bn_mom)])
-
-    def hybrid_forward(self, F, x):
-        with mx.name.NameManager():
-            return F.elemwise_add(self.body(x), self.shortcut(x), name=self.add_name)
-
-
-def make_stem(version_input, channels, bn_mom):
-    """The 2018 ``get_head``: returns the stem block and its output width."""
-    if version_input == 0:
-        return Sequence([ConvBNAct("conv0", "bn0", "relu0", channels, 7, 2, 3, act=HEAD_ACT,
-                                   bn_mom=bn_mom),
-                         Pool("pool0", 3, 2, 1)]), channels
-    channels = min(channels, STEM_MAX_WIDTH)
-    return Sequence([ConvBNAct("conv0", "bn0", "relu0", channels, 3, 1, 1, act=HEAD_ACT,
-                               bn_mom=bn_mom),
-                     StemUnit("head", channels, bn_mom)]), channels
-
-
-def _check_options(emb_size, version_input, version_output):
-    if int(emb_size) <= 0:
-        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
-    if isinstance(version_input, bool) or not isinstance(version_input, int) or version_input < 0:
-        raise ConfigError(f"version_input={version_input!r} is not supported; choose 0 "
-                          "(7x7 stem) or 1 and above (3x3 stem with an IR unit)")
-    return check_choice("E" if version_output in (None, "") else str(version_output), OUTPUTS,
-                        "version_output")
-
-
 class DenseNet(HybridBlock):
     """fdensenet (see module docstring).
 
@@ -139,12 +75,13 @@ class DenseNet(HybridBlock):
     def __init__(self, depth, emb_size=512, version_input=1, version_output=None, bn_mom=0.9,
                  **_unused):
         super().__init__(prefix="")
-        output = _check_options(emb_size, version_input, version_output)
+        output = fc1_family_options(emb_size, version_input, version_output,
+                                        "0 (7x7 stem) or 1 and above (3x3 stem with an IR unit)")
         growth, units = DENSENET_SPECS[depth]
         counted = 2 * growth
         with self.name_scope():
             self.norm = InputNorm()
-            self.stem, width = make_stem(version_input, counted, bn_mom)
+            self.stem, width = legacy_head_stem(version_input, counted, bn_mom)
             self.body = Sequence()
             for s, count in enumerate(units, start=1):
                 for i in range(1, count + 1):

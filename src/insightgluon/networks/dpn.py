@@ -16,16 +16,12 @@ MXNet's default epsilon (1e-3), the stem's and the heads' 2e-5. The 2018 builder
 neither ``--version-act``, ``--version-multiplier`` nor ``--bn-mom`` (momentum 0.9
 everywhere) and ignored ``--version-se``/``--version-unit``; so do we.
 """
-import numbers
-
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.errors import ConfigError
-from insightgluon.networks.base import NETWORKS, check_choice
-from insightgluon.networks.resnet import ResidualUnit
-from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, ConvBNAct, InputNorm,
-                             Pool, Sequence, make_head)
+from insightgluon.networks.base import NETWORKS, fc1_family_options
+from insightgluon.networks.resnet import legacy_head_stem
+from insightgluon.nn import MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Sequence, make_head
 
 # depth -> (k_R: bottleneck width of conv2_x, groups G of the 3x3 convs,
 #           units per stage conv2_x..conv5_x, dense increment per stage)
@@ -37,12 +33,8 @@ DPN_SPECS = {
 }
 # Residual-path width of conv2_x; it doubles with every stage (the bottleneck too).
 BASE_WIDTH = 256
-# The stem width fdpn asks get_head for; its 3x3 stem caps it at 64.
+# The stem width fdpn asks get_head for (its 3x3 stem caps it at 64).
 STEM_WIDTH = 128
-IR_STEM_MAX_WIDTH = 64
-# The heads the 2018 get_fc1 built on purpose: any other string fell through to a bare
-# dense layer after pooling, which none of our heads of that name reproduces.
-FC1_HEADS = ("E", "F", "G", "H", "I", "J", "A", "AX", "B", "BX", "C", "CX", "D", "DX")
 # What the 2018 stem and heads used whatever --version-act and --bn-mom said.
 STEM_ACT = "prelu"
 BN_MOMENTUM = 0.9
@@ -101,31 +93,6 @@ class DualPathUnit(HybridBlock):
                     F.concat(dense, new_dense, dim=1, name=f"{unit}_cat"))
 
 
-def make_stem(version_input):
-    """The 2018 ``get_head`` for fdpn: normalised (N, 3, 112, 112) -> (N, C, 56, 56), or
-    (N, 128, 28, 28) for ``version_input`` 0."""
-    if version_input == 0:
-        return Sequence([ConvBNAct("conv0", "bn0", "relu0", STEM_WIDTH, 7, 2, 3, act=STEM_ACT,
-                                   bn_mom=BN_MOMENTUM),
-                         Pool("pool0", 3, 2, 1)])
-    width = min(STEM_WIDTH, IR_STEM_MAX_WIDTH)
-    return Sequence([ConvBNAct("conv0", "bn0", "relu0", width, 3, 1, 1, act=STEM_ACT,
-                               bn_mom=BN_MOMENTUM),
-                     ResidualUnit("head", "basic", width, width, 2, version=3, act=STEM_ACT,
-                                  bn_mom=BN_MOMENTUM)])
-
-
-def check_options(emb_size, version_input, version_output):
-    """Validate the options fdpn read; return the head name (``E`` by default)."""
-    if int(emb_size) <= 0:
-        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
-    if not isinstance(version_input, numbers.Integral) or version_input < 0:
-        raise ConfigError(f"version_input={version_input!r} is not supported by DPN; "
-                          f"use 0 (7x7/2 stem) or 1 (3x3 stem + IR unit)")
-    head = "E" if version_output in (None, "") else str(version_output)
-    return check_choice(head, FC1_HEADS, "version_output")
-
-
 class DPN(HybridBlock):
     """Dual Path Network of ``depth`` 68, 92, 107 or 131 (see the module doc).
 
@@ -136,11 +103,12 @@ class DPN(HybridBlock):
 
     def __init__(self, depth, emb_size=512, version_input=1, version_output=None, **_ignored):
         super().__init__(prefix="")
-        head = check_options(emb_size, version_input, version_output)
+        head = fc1_family_options(emb_size, version_input, version_output,
+                                      "0 (7x7/2 stem) or 1 (3x3 stem + IR unit)")
         k_r, groups, counts, incs = DPN_SPECS[depth]
         with self.name_scope():
             self.norm = InputNorm()
-            self.stem = make_stem(version_input)
+            self.stem, _ = legacy_head_stem(version_input, STEM_WIDTH, BN_MOMENTUM)
             self.units = []
             for stage, (count, inc) in enumerate(zip(counts, incs), start=2):
                 width = BASE_WIDTH * 2 ** (stage - 2)

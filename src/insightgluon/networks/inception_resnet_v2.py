@@ -25,8 +25,7 @@ from collections import Counter
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.errors import ConfigError
-from insightgluon.networks.base import NETWORKS, check_choice
+from insightgluon.networks.base import NETWORKS, fc1_family_options
 from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Pool, Sequence,
                              make_head)
 
@@ -57,9 +56,6 @@ BLOCK8 = ([[(192, 1, 1, 0)],
 # 52x52 (320 channels), 25x25 (1088) and 12x12 (2080) at a 112x112 input.
 STAGES = ((MIXED_5B, BLOCK35, False), (MIXED_6A, BLOCK17, False), (MIXED_7A, BLOCK8, True))
 FINAL_CHANNELS = 1536
-# get_fc1 heads of November 2018 (any other string fell through to a pool + dense head,
-# which no flag asked for: refused).
-HEADS_2018 = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
 # Kinds of automatically named parameters in a checkpoint: "convolution12_weight".
 AUTO_PARAM = re.compile(r"^(convolution|batchnorm)(\d+)_(.+)$")
 
@@ -175,7 +171,7 @@ class InceptionResNetV2(HybridBlock):
     version_input : int
         0: the first convolution has stride 2; any other value >= 0: stride 1.
     version_output : str, optional
-        A 2018 ``get_fc1`` head (:data:`HEADS_2018`); ``None`` means ``E``.
+        A 2018 ``get_fc1`` head (:data:`~insightgluon.networks.base.FC1_HEADS`); ``None`` means ``E``.
 
     The other ``get_network`` options (``version_se``, ``version_unit``, ``version_act``,
     ``version_multiplier``, ``bn_mom``) were not read by the 2018 builder and are ignored.
@@ -183,13 +179,8 @@ class InceptionResNetV2(HybridBlock):
 
     def __init__(self, emb_size=512, version_input=1, version_output=None, **_unused):
         super().__init__(prefix="")
-        if int(emb_size) <= 0:
-            raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
-        if isinstance(version_input, bool) or not isinstance(version_input, int) or version_input < 0:
-            raise ConfigError(f"version_input={version_input!r} is not supported; "
-                              "choose 0 (stride-2 stem) or 1 (stride-1 stem)")
-        head = "E" if version_output in (None, "") else str(version_output)
-        check_choice(head, HEADS_2018, "version_output")
+        head = fc1_family_options(emb_size, version_input, version_output,
+                                  "0 (stride-2 stem) or 1 (stride-1 stem)")
         names = AutoNames()
         stem = [(*STEM[0][:2], 2 if version_input == 0 else 1, STEM[0][3])] + STEM[1:]
         with self.name_scope():

@@ -18,7 +18,7 @@ import logging
 from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import ConfigError
-from insightgluon.networks.base import NETWORKS, check_choice, common_options
+from insightgluon.networks.base import FC1_HEADS, NETWORKS, check_choice, common_options
 from insightgluon.nn import MXNET_BN_EPS, ConvBNAct, InputNorm, Sequence, make_head
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ BASE_WIDTH = 32
 # (layer index, output width in units of the base width, stride of its depthwise conv)
 LAYERS = ((2, 2, 1), (3, 4, 2), (4, 4, 1), (5, 8, 2), (6, 8, 1), (7, 16, 2), (8, 16, 1),
           (9, 16, 1), (10, 16, 1), (11, 16, 1), (12, 16, 1), (13, 32, 2), (14, 32, 1))
-# The heads the 2018 get_fc1 built by name (E..J; A..D after global pooling, X: with dropout).
-FC1_HEADS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
 
 
 def _layer(name, channels, kernel, stride, pad, groups, act, bn_mom):

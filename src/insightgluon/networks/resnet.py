@@ -10,7 +10,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS, check_choice, common_options, scaled
-from insightgluon.nn import (BatchNorm, Conv, InputNorm, Sequence, SqueezeExcite,
+from insightgluon.nn import (BatchNorm, Conv, ConvBNAct, InputNorm, Pool, Sequence, SqueezeExcite,
                              make_activation, make_head)
 
 # depth -> (unit kind, units per stage)
@@ -144,6 +144,26 @@ def _stem(kernel, stride, bn_data=False):
 # --version-input: 0 = 7x7 stride 2 (no max-pool, as in November 2018), 1 = 3x3 stride 1
 # (the "L" of LResNet), 2 = a fixed-gamma BN on the input before the 3x3 conv.
 STEMS = {0: _stem(7, 2), 1: _stem(3, 1), 2: _stem(3, 1, bn_data=True)}
+
+
+# The 2018 get_head caps its 3x3 stem at this width.
+HEAD_STEM_MAX_WIDTH = 64
+
+
+def legacy_head_stem(version_input: int, width: int, bn_mom: float = 0.9):
+    """The 2018 ``symbol_utils.get_head``, the stem of the DPN and DenseNet graphs.
+
+    ``version_input`` 0: ``conv0`` 7x7/2 to ``width``, BN, PReLU ``relu0``, 3x3/2 max-pool ``pool0``
+    (112 -> 28). Any other value: ``conv0`` 3x3/1 to ``min(width, 64)``, BN, PReLU, then the IR unit
+    ``head`` of stride 2 (112 -> 56). Returns ``(block, output width)``.
+    """
+    if version_input == 0:
+        return Sequence([ConvBNAct("conv0", "bn0", "relu0", width, 7, 2, 3, act="prelu", bn_mom=bn_mom),
+                         Pool("pool0", 3, 2, 1)]), width
+    width = min(width, HEAD_STEM_MAX_WIDTH)
+    return Sequence([ConvBNAct("conv0", "bn0", "relu0", width, 3, 1, 1, act="prelu", bn_mom=bn_mom),
+                     ResidualUnit("head", "basic", width, width, 2, version=3, act="prelu",
+                                  bn_mom=bn_mom)]), width
 
 
 def _register(depth):

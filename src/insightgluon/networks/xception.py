@@ -21,7 +21,7 @@ Widths (stem, b2, b3, b4 and middle, b5, b6 first, b6 last) are the 2018 "smalle
 64, 128, 256, 728, 1024, 1536, 2048. The body uses plain relu and the head PReLU, whatever
 ``--version-act`` says; ``--version-se``, ``--version-unit``, ``--version-act`` and
 ``--version-multiplier`` were not read by the 2018 builder and are ignored. The heads are
-the ones the 2018 ``get_fc1`` built (:data:`OUTPUTS`).
+the ones the 2018 ``get_fc1`` built (:data:`~insightgluon.networks.base.FC1_HEADS`).
 """
 import re
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -29,17 +29,14 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.errors import CheckpointError, ConfigError
-from insightgluon.networks.base import NETWORKS, check_choice
+from insightgluon.errors import CheckpointError
+from insightgluon.networks.base import NETWORKS, fc1_family_options
 from insightgluon.nn import Activation, BatchNorm, Conv, InputNorm, Pool, Sequence, make_head
 
 # --version-input -> widths: 0 and 1 the 2018 "smaller" list, 2 and above the paper's.
 SMALL_WIDTHS = (64, 64, 128, 364, 512, 768, 1024)
 PAPER_WIDTHS = (64, 128, 256, 728, 1024, 1536, 2048)
 MIDDLE_BLOCKS = 8
-# The heads the 2018 get_fc1 built on purpose; any other string fell through to a bare
-# dense layer, which our heads of the same name would not reproduce.
-OUTPUTS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
 # get_fc1's activation was PReLU whatever the network used.
 HEAD_ACT = "prelu"
 
@@ -135,16 +132,6 @@ def _stem_layer(name, channels, stride, bn_mom):
             Activation(f"{name}_relu", "relu")]
 
 
-def _check_options(emb_size, version_input, version_output):
-    if int(emb_size) <= 0:
-        raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
-    if isinstance(version_input, bool) or not isinstance(version_input, int) or version_input < 0:
-        raise ConfigError(f"version_input={version_input!r} is not supported; choose 0 (stride-2 "
-                          "stem), 1 (stride-1 stem) or 2 and above (stride 1, the paper's widths)")
-    return check_choice("E" if version_output in (None, "") else str(version_output), OUTPUTS,
-                        "version_output")
-
-
 class Xception(HybridBlock):
     """fxception (see module docstring).
 
@@ -154,7 +141,8 @@ class Xception(HybridBlock):
 
     def __init__(self, emb_size=512, version_input=1, version_output=None, bn_mom=0.9, **_unused):
         super().__init__(prefix="")
-        output = _check_options(emb_size, version_input, version_output)
+        output = fc1_family_options(emb_size, version_input, version_output,
+                                    "0 (stride-2 stem), 1 (stride-1 stem) or 2 and above (stride 1, the paper's widths)")
         widths = PAPER_WIDTHS if version_input >= 2 else SMALL_WIDTHS
         with self.name_scope():
             self.norm = InputNorm()

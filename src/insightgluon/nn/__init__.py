@@ -3,9 +3,9 @@ from insightgluon.nn.blocks import (ACTIVATIONS, BNActConv, ConvBNAct, Pool, Fla
                                     Sequence, SqueezeExcite, make_activation)
 from insightgluon.nn.heads import HEADS, make_head
 from insightgluon.nn.layers import (LEGACY_BN_EPS, MXNET_BN_EPS, Activation, BatchNorm, Conv,
-                                    Dense, LegacyNamed)
+                                    Dense, Dropout, LegacyNamed)
 from insightgluon.nn.prelu import NativePReLU, PReLU
 
 __all__ = ["ACTIVATIONS", "BNActConv", "Pool", "HEADS", "LEGACY_BN_EPS", "MXNET_BN_EPS", "Activation", "BatchNorm",
-           "Conv", "ConvBNAct", "Dense", "Flatten", "GlobalAvgPool", "InputNorm", "LegacyNamed",
+           "Conv", "ConvBNAct", "Dense", "Dropout", "Flatten", "GlobalAvgPool", "InputNorm", "LegacyNamed",
            "NativePReLU", "PReLU", "Sequence", "SqueezeExcite", "make_activation", "make_head"]

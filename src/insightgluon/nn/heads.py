@@ -8,10 +8,10 @@ an operator named ``fc1`` (``fc1_output`` is where exporters cut the graph);
 ``emb_size``.
 """
 import mxnet as mx
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
 
 from insightgluon.nn.blocks import Flatten, GlobalAvgPool, Sequence, make_activation
-from insightgluon.nn.layers import LEGACY_BN_EPS, MXNET_BN_EPS, BatchNorm, Conv, Dense, LegacyNamed
+from insightgluon.nn.layers import LEGACY_BN_EPS, MXNET_BN_EPS, BatchNorm, Conv, Dense, Dropout, LegacyNamed
 from insightgluon.registry import Registry
 
 HEADS = Registry("output head (--version-output)")
@@ -45,7 +45,8 @@ def _register_sequence(name, *parts):
 
 
 def _dropout(p):
-    return lambda ctx: nn.Dropout(p)
+    # Every 2018 head has one unnamed dropout, which a fresh 2018 process called dropout0.
+    return lambda ctx: Dropout("dropout0", p)
 
 
 def _dense(name):

@@ -100,6 +100,19 @@ class Dense(LegacyNamed):
             return F.FullyConnected(x, weight, bias, name=self.op_name, **self._kwargs)
 
 
+class Dropout(LegacyNamed):
+    """Dropout of rate ``p`` with the operator named ``name``: active in training, the identity
+    otherwise. (Gluon's own would take a name from a process-wide counter.)"""
+
+    def __init__(self, name, p):
+        super().__init__(name)
+        self.p = p
+
+    def hybrid_forward(self, F, x):
+        with self._raw_names():
+            return F.Dropout(x, p=self.p, name=self.op_name)
+
+
 class Activation(LegacyNamed):
     """A parameter-free activation (``relu``, ``sigmoid``, ``tanh``, ``softrelu``, ``softsign``)."""
 
