@@ -21,14 +21,14 @@ OPS_2018 = {"Convolution": 488, "BatchNorm": 266, "Activation": 263, "elemwise_a
             "Pooling": 78, "Concat": 26, "Pad": 12, "slice": 12, "_minus_scalar": 1,
             "_mul_scalar": 1, "Dropout": 1, "FullyConnected": 1}
 # (operator, its 2018 name, output shape for one 112x112 image)
-LANDMARKS = [("conv1_fwd", (1, 96, 110, 110)), ("cellstem00_concat0", (1, 168, 55, 55)),
+LANDMARKS = [("conv0_fwd", (1, 96, 110, 110)), ("cellstem00_concat0", (1, 168, 55, 55)),
              ("cellstem10_concat1", (1, 336, 28, 28)), ("firstcell0_concat1", (1, 1008, 28, 28)),
              ("maxpoolpad1_slice0", (1, 336, 14, 14)),
              ("branchseparablesreduction4_slice0", (1, 336, 14, 14)),
              ("reductioncell00_concat0", (1, 1344, 14, 14)),
              ("reductioncell10_concat0", (1, 2688, 7, 7)), ("firstcell2_concat1", (1, 4032, 7, 7)),
              ("normalcell14__plus4", (1, 672, 7, 7)), ("normalcell14_concat0", (1, 4032, 7, 7)),
-             ("fc1", (1, 8))]
+             ("dropout1", (1, 4032, 7, 7)), ("fc1", (1, 8))]
 
 
 def _names(net):
@@ -43,15 +43,17 @@ def graph():
 
 def test_names_come_from_the_structure_not_from_the_process():
     first = _names(get_network("n1", emb_size=8))
-    # Layers built outside a name scope advance Gluon's process-wide counters.
-    for layer in (mx.gluon.nn.Conv2D(4, 1), mx.gluon.nn.BatchNorm(), mx.gluon.nn.MaxPool2D()):
-        assert not layer.prefix.startswith(("conv1_", "batchnorm245_"))
+    # Layers built outside a name scope advance Gluon's process-wide counters past 0.
+    prefixes = [layer.prefix for _ in range(2)
+                for layer in (mx.gluon.nn.Conv2D(4, 1), mx.gluon.nn.BatchNorm())]
+    assert prefixes[2:] != ["conv0_", "batchnorm0_"] and len(set(prefixes)) == 4
     second = _names(get_network("n1", emb_size=8))
     assert first == second
-    assert first[:5] == ["conv1_weight", "batchnorm245_gamma", "batchnorm245_beta",
-                         "batchnorm245_running_mean", "batchnorm245_running_var"]
+    # A 2018 train_softmax.py process built nothing before the network: fresh counters.
+    assert first[:5] == ["conv0_weight", "batchnorm0_gamma", "batchnorm0_beta",
+                         "batchnorm0_running_mean", "batchnorm0_running_var"]
     counted = _counter_indices(first)
-    assert counted == {"conv": set(range(1, 489)), "batchnorm": set(range(245, 509))}
+    assert counted == {"conv": set(range(488)), "batchnorm": set(range(264))}
     assert [n for n in first if not n.startswith(("conv", "batchnorm"))] == [
         "bn1_gamma", "bn1_beta", "bn1_moving_mean", "bn1_moving_var", "pre_fc1_weight",
         "pre_fc1_bias", "fc1_gamma", "fc1_beta", "fc1_moving_mean", "fc1_moving_var"]
@@ -94,7 +96,7 @@ def test_options_the_2018_builder_did_not_read_are_ignored():
 
 def test_every_cell_parameter_is_decayed_as_in_2018():
     params = get_network("n1", emb_size=8).collect_params()
-    for name in ("conv1_weight", "batchnorm245_gamma", "batchnorm245_beta", "batchnorm508_beta"):
+    for name in ("conv0_weight", "batchnorm0_gamma", "batchnorm0_beta", "batchnorm263_beta"):
         assert (params[name].lr_mult, params[name].wd_mult) == (1.0, 1.0), name
     for name in ("bn1_beta", "pre_fc1_bias", "fc1_beta"):
         assert (params[name].lr_mult, params[name].wd_mult) == (1.0, 0.0), name
@@ -126,23 +128,25 @@ def _checkpoint(net, path, rename=None, drop=()):
     return index
 
 
-def _from_zero(name):
-    # The same layers numbered by a process whose counters started at 0.
+def _shifted(name):
+    # The same layers numbered by a process that had built other layers first (conv0 and
+    # batchnorm0 .. batchnorm244 taken): the numbering of the graph exported next to others.
     match = _COUNTED.match(name)
     if match is None:
         return name
     hint, number, rest = match.groups()
-    return f"{hint}{int(number) - {'conv': 1, 'batchnorm': 245}[hint]}_{rest}"
+    return f"{hint}{int(number) + {'conv': 1, 'batchnorm': 245}[hint]}_{rest}"
 
 
-def test_checkpoint_numbered_from_zero_loads_into_the_same_layers(tmp_path):
+def test_checkpoint_with_shifted_counters_loads_into_the_same_layers(tmp_path):
     path = tmp_path / "model-0000.params"
-    index = _checkpoint(get_network("n1", emb_size=8), path, rename=_from_zero)
-    assert "conv0_weight" in index and "batchnorm263_running_var" in index
+    index = _checkpoint(get_network("n1", emb_size=8), path, rename=_shifted)
+    assert "conv1_weight" in index and "batchnorm508_running_var" in index
+    assert "conv0_weight" not in index and "batchnorm0_gamma" not in index
     net = get_network("n1", emb_size=8)
     assert load_legacy_params(net, str(path)) == []
     for name, param in net.collect_params().items():
-        assert float(param.data().asnumpy().ravel()[0]) == index[_from_zero(name)], name
+        assert float(param.data().asnumpy().ravel()[0]) == index[_shifted(name)], name
 
 
 def test_renumbering_leaves_our_names_alone():
@@ -152,22 +156,22 @@ def test_renumbering_leaves_our_names_alone():
 
 
 @pytest.mark.parametrize("case, message", [
-    ("other_network", r"missing 1544 network parameters: conv1_weight, batchnorm245_gamma"),
-    ("missing_bn", r"missing 4 network parameters: batchnorm300_gamma, batchnorm300_beta"),
-    ("missing_bn_from_zero", r"missing 980 network parameters: batchnorm264_gamma"),
+    ("other_network", r"missing 1544 network parameters: conv0_weight, batchnorm0_gamma"),
+    ("missing_bn", r"missing 4 network parameters: batchnorm55_gamma, batchnorm55_beta"),
+    ("missing_bn_shifted", r"missing 980 network parameters: batchnorm0_gamma"),
     ("other_emb_size",
      r"parameter pre_fc1_weight has shape \(16, 1\), the network expects \(8, 0\)"),
 ])
 def test_bad_checkpoints_fail_with_one_line(tmp_path, case, message):
     path = tmp_path / "model-0000.params"
-    bn300 = [f"batchnorm300_{p}" for p in ("gamma", "beta", "running_mean", "running_var")]
+    bn55 = [f"batchnorm55_{p}" for p in ("gamma", "beta", "running_mean", "running_var")]
     if case == "other_network":
         _checkpoint(get_network("m1", emb_size=8), path)
     elif case == "missing_bn":
-        _checkpoint(get_network("n1", emb_size=8), path, drop=bn300)
-    elif case == "missing_bn_from_zero":
+        _checkpoint(get_network("n1", emb_size=8), path, drop=bn55)
+    elif case == "missing_bn_shifted":
         # With a layer missing the BN numbers are no longer ours shifted: they are not renamed.
-        _checkpoint(get_network("n1", emb_size=8), path, rename=_from_zero, drop=bn300)
+        _checkpoint(get_network("n1", emb_size=8), path, rename=_shifted, drop=bn55)
     else:
         _checkpoint(get_network("n1", emb_size=16), path)
     with pytest.raises(CheckpointError, match=message) as err:

@@ -7,11 +7,13 @@
 * The embedding head ``E`` on the (N, 4032, 7, 7) output.
 
 The 2018 network was a Gluon port of the PyTorch NASNet whose layers were created outside any
-name scope, so its parameters carry Gluon's process-wide counters (``conv1_weight``,
-``batchnorm245_gamma``, ``batchnorm245_running_mean``, ...), numbered in the order the layers
-were constructed, which is not the order they run. :class:`LegacyCounter` hands out the same
-names from counters private to one network, so they never depend on what else the process built;
-:meth:`NASNet.convert_legacy_params` renumbers a checkpoint whose counters started elsewhere.
+name scope, so its parameters carry Gluon's process-wide counters, numbered in the order the
+layers were constructed, which is not the order they run. ``train_softmax.py`` built nothing
+before the network, so a 2018 checkpoint has the names of a fresh process: ``conv0_weight`` ...
+``conv487_weight``, ``batchnorm0_gamma`` ... ``batchnorm263_running_var``. :class:`LegacyCounter`
+hands out the same names from counters private to one network, so they never depend on what
+else this process built; :meth:`NASNet.convert_legacy_params` renumbers a checkpoint saved by a
+process that had built other layers first (e.g. ``conv1``, ``batchnorm245`` onwards).
 Kept as the 2018 graph had them:
 
 * ReLU everywhere (no PReLU); every cell BatchNorm has epsilon 1e-3 and momentum 0.1 (the
@@ -34,18 +36,18 @@ from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import ConfigError
 from insightgluon.networks.base import NETWORKS
-from insightgluon.nn import Activation, BatchNorm, Conv, InputNorm, Pool, Sequence, make_head
+from insightgluon.nn import (Activation, BatchNorm, Conv, Dropout, InputNorm, Pool, Sequence,
+                             make_head)
 
-# First number of each counter in the 2018 names (``conv1``, ``batchnorm245``, ``relu1``,
-# ``pool0``): the process that exported the 2018 graph had built other layers before. Any
-# other counter (the cell names in operator names) starts at 0.
-NAME_BASES = {"conv": 1, "batchnorm": 245, "relu": 1, "pool": 0}
 STEM_WIDTH = 96
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.1
 BN_STATS = ("running_mean", "running_var")
 HEAD = "E"
 HEAD_BN_MOMENTUM = 0.9
+# The 2018 model also built an ImageNet classifier it never ran; its Gluon dropout took
+# ``dropout0``, so the head's unnamed dropout became ``dropout1``.
+HEAD_DROPOUT = "dropout1"
 
 # The 2018 cell sequence as (kind, width): each cell's branches run at ``width`` channels.
 CELLS = (("stem0", 42), ("stem1", 84),
@@ -56,16 +58,16 @@ CELLS = (("stem0", 42), ("stem1", 84),
 CELL_SCOPES = {"stem0": "cellstem0", "stem1": "cellstem1", "first": "firstcell",
                "normal": "normalcell", "reduction0": "reductioncell0",
                "reduction1": "reductioncell1"}
-# Parameters numbered by a counter, e.g. ``batchnorm245_running_mean``.
+# Parameters numbered by a counter, e.g. ``batchnorm263_running_mean``.
 _COUNTED = re.compile(r"^(conv|batchnorm)(\d+)_(\w+)$")
 
 
 class LegacyCounter:
-    """Gluon's per-prefix name counters, private to one network: ``counter("conv")`` returns
-    ``conv1``, then ``conv2``, ... (first numbers from ``bases``, else 0)."""
+    """Gluon's per-prefix name counters as a fresh process starts them, private to one
+    network: ``counter("conv")`` returns ``conv0``, then ``conv1``, ..."""
 
-    def __init__(self, bases=None):
-        self._next = dict(NAME_BASES if bases is None else bases)
+    def __init__(self):
+        self._next = {}
 
     def __call__(self, hint):
         index = self._next.get(hint, 0)
@@ -332,6 +334,9 @@ class NASNet(HybridBlock):
                 self.register_child(cell, f"cell{index}")
                 self.cells.append(cell)
             self.head = make_head(HEAD, int(emb_size), 6 * CELLS[-1][1], bn_mom=HEAD_BN_MOMENTUM)
+            for layer in self.head._children.values():
+                if isinstance(layer, Dropout):
+                    layer.op_name = HEAD_DROPOUT
 
     def hybrid_forward(self, F, x):
         x = self.conv0(self.norm(x))
@@ -349,11 +354,11 @@ class NASNet(HybridBlock):
     def convert_legacy_params(self, saved):
         """Renumber a checkpoint whose ``conv``/``batchnorm`` counters started elsewhere.
 
-        The 2018 numbers came from process-wide counters, so the same network saved by
-        another process may number its layers from another start (a process that built
-        nothing before it starts at ``conv0``, ``batchnorm0``). When the checkpoint's numbers
-        of a prefix are ours shifted by a constant, they are shifted back; anything else is
-        returned unchanged, and loading names what does not match.
+        The 2018 numbers came from process-wide counters: a process that had built other
+        layers before the network numbered them from a later start (e.g. ``conv1``,
+        ``batchnorm245``, ...). When the checkpoint's numbers of a prefix are ours shifted by
+        a constant, they are shifted back; anything else is returned unchanged, and loading
+        names what does not match.
         """
         ours = _counter_indices(self.collect_params().keys())
         theirs = _counter_indices(saved)
