@@ -160,8 +160,13 @@ def test_summary_matches_published_sizes():
 def test_cli_lists_and_summarises(capsys):
     from insightgluon.cli import main
 
-    assert main(["networks"]) == 0
+    assert main(["networks", "--names-only"]) == 0
     assert set(capsys.readouterr().out.split()) == LEGACY_NAMES
+    assert main(["networks"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == LEGACY_NAMES
+    assert "112x96" in rows["s20"] and "SphereNet-20" in rows["s20"] and "112x112" in rows["x1"]
+    assert rows["r100"].split()[2] == "65.23" and rows["r100"].split()[3].startswith("24179")
     assert main(["networks", "y1", "--emb-size", "128"]) == 0
     out = capsys.readouterr().out
     assert "y1" in out and "(1, 128)" in out and "1.02" in out

@@ -18,7 +18,7 @@ doubled learning rate and no weight decay for the biases (:meth:`SphereNet.legac
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS, common_options, scaled
+from insightgluon.networks.base import IMAGE_SIZES, NETWORKS, common_options, scaled
 from insightgluon.nn import Conv, Dense, InputNorm, Sequence, make_activation
 
 # depth -> residual units per stage (each unit is two convolutions)
@@ -38,6 +38,8 @@ BIAS_VALUE = 0.0
 BIAS_MULTIPLIERS = (2.0, 0.0)
 FC1_WEIGHT_MULTIPLIERS = (1.0, 1.0)
 FC1_NAME = "fc1"
+# The face size SphereFace was made for (height, width).
+FACE_SIZE = (112, 96)
 
 
 def _conv_prelu(stage, index, in_channels, channels, stride):
@@ -110,6 +112,7 @@ def _register(depth):
     @NETWORKS.register(f"s{depth}")
     def build(**options):
         return SphereNet(depth, **options)
+    IMAGE_SIZES[f"s{depth}"] = FACE_SIZE
     build.__doc__ = f"SphereNet-{depth}: residual units per stage {SPHERENET_SPECS[depth]}."
     return build
 

@@ -7,37 +7,43 @@ class Summary(NamedTuple):
     """``params``: every learned and statistics array, as a checkpoint stores them;
     ``mmacs``: millions of multiply-accumulates of the learned convolutions and dense
     layers (the rest is negligible) in one forward pass of one image; ``mflops`` =
-    2 x ``mmacs``, the convention of the published figures (r100: 24.2 GFLOPs)."""
+    2 x ``mmacs``, the convention of the published figures (r100: 24.2 GFLOPs);
+    ``image_size``: the (height, width) counted at."""
 
     name: str
     params: int
     mmacs: float
     output_shape: Tuple[int, ...]
+    image_size: Tuple[int, int] = (112, 112)
 
     @property
     def mflops(self) -> float:
         return 2 * self.mmacs
 
 
-def summarize(name: str, image_size: int = 112, **options) -> Summary:
+def summarize(name: str, image_size=None, **options) -> Summary:
     """Build ``name`` with ``options`` and count its parameters and MFLOPs for one image.
 
     Parameters
     ----------
     name : str
         A registered network name.
-    image_size : int
-        Side of the square input (112 for every legacy face model).
+    image_size : int or (int, int), optional
+        Input side or ``(height, width)``; default the size the network was made for
+        (112x112; SphereNet 112x96).
     options
         Keyword arguments of :func:`insightgluon.networks.get_network`.
     """
     import mxnet as mx
 
-    from insightgluon.networks.base import get_network
+    from insightgluon.networks.base import default_image_size, get_network
 
+    if image_size is None:
+        image_size = default_image_size(name)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     sym = get_network(name, **options)(mx.sym.var("data"))
     internals = sym.get_internals()
-    _, shapes, aux_shapes = internals.infer_shape(data=(1, 3, image_size, image_size))
+    _, shapes, aux_shapes = internals.infer_shape(data=(1, 3, height, width))
     shape_of = dict(zip(internals.list_outputs(), shapes))
     params = sum(_size(shape_of[k]) for k in sym.list_arguments() if k != "data")
     params += sum(_size(s) for s in aux_shapes)
@@ -53,7 +59,7 @@ def summarize(name: str, image_size: int = 112, **options) -> Summary:
         out = shape_of[f"{node['name']}_output"]
         # a conv weight is applied at every output position; a dense weight once
         macs += weight * (_size(out[2:]) if node["op"] == "Convolution" else 1)
-    return Summary(name, params, macs / 1e6, tuple(shape_of[sym.list_outputs()[0]]))
+    return Summary(name, params, macs / 1e6, tuple(shape_of[sym.list_outputs()[0]]), (height, width))
 
 
 def _size(shape) -> int:
