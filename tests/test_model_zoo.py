@@ -144,3 +144,25 @@ def test_fine_tune_from_the_model_zoo_file(zoo_y1, tmp_path, caplog):
     assert multipliers["conv_1_conv2d_weight"] == (1.0, 1.0)
     assert multipliers["conv_1_batchnorm_beta"] == (1.0, 0.0)
 
+
+
+@pytest.mark.parametrize("tag, shift", [("x1_outputA", 0), ("i4_outputC", 1), ("p68_outputC", 0),
+                                        ("d121_outputC", 0), ("m2", 0), ("s20_112x96", 0)])
+def test_identify_reads_2018_layouts(tag, shift):
+    """2018 arrays as saved (Xception's per-channel kernels; i4 numbered by a process that had
+    built something before) are recognised with their options and face size."""
+    import re
+
+    from _zoo import load_record, record_path, seeded_params
+
+    rec = load_record(record_path(tag))
+    saved = {k.split(":", 1)[1]: v for k, v in seeded_params(rec).items()}
+    if shift:
+        saved = {re.sub(r"^batchnorm(\d+)_", lambda m: f"batchnorm{int(m.group(1)) + shift}_", k): v
+                 for k, v in saved.items()}
+        assert "batchnorm0_gamma" not in saved
+    name, options, image_hw = identify_network(saved)
+    assert name == rec["network"]
+    assert {k: v for k, v in options.items() if k != "emb_size"} == \
+        {k: v for k, v in rec["options"].items() if k != "emb_size"}
+    assert image_hw == (112, 96 if tag.startswith("s20") else 112)

@@ -14,7 +14,8 @@ import pytest
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.nasnet import _COUNTED, NASNet, _counter_indices
+from insightgluon.networks.legacy import counter_indices
+from insightgluon.networks.nasnet import COUNTED, NASNet
 
 # Operator counts of the 2018 graph cut at fc1.
 OPS_2018 = {"Convolution": 488, "BatchNorm": 266, "Activation": 263, "elemwise_add": 110,
@@ -52,7 +53,7 @@ def test_names_come_from_the_structure_not_from_the_process():
     # A 2018 train_softmax.py process built nothing before the network: fresh counters.
     assert first[:5] == ["conv0_weight", "batchnorm0_gamma", "batchnorm0_beta",
                          "batchnorm0_running_mean", "batchnorm0_running_var"]
-    counted = _counter_indices(first)
+    counted = {kind: set(found) for kind, found in counter_indices(first, COUNTED).items()}
     assert counted == {"conv": set(range(488)), "batchnorm": set(range(264))}
     assert [n for n in first if not n.startswith(("conv", "batchnorm"))] == [
         "bn1_gamma", "bn1_beta", "bn1_moving_mean", "bn1_moving_var", "pre_fc1_weight",
@@ -131,7 +132,7 @@ def _checkpoint(net, path, rename=None, drop=()):
 def _shifted(name):
     # The same layers numbered by a process that had built other layers first (conv0 and
     # batchnorm0 .. batchnorm244 taken): the numbering of the graph exported next to others.
-    match = _COUNTED.match(name)
+    match = COUNTED.match(name)
     if match is None:
         return name
     hint, number, rest = match.groups()

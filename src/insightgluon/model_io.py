@@ -10,7 +10,7 @@ shown that it computes what the checkpoint's own graph computes.
 """
 import logging
 import os
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple
 
 from insightgluon.errors import CheckpointError
 
@@ -147,7 +147,7 @@ def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     params_file = checkpoint_paths(prefix, epoch)[1]
     found = None
     if layer in ("fc1", "fc1_output"):
-        found = identify_network({k: v.shape for k, v in read_legacy_params(params_file).items()})
+        found = identify_network(read_legacy_params(params_file))
     if found is None:
         return _no_zoo(engine, params_file, "its arrays are not those of any zoo network", graph)
     name, options, image_hw = found

@@ -12,7 +12,7 @@ import itertools
 import logging
 from typing import Dict, Iterator, Optional, Tuple
 
-from insightgluon.errors import ConfigError
+from insightgluon.errors import ConfigError, InsightGluonError
 from insightgluon.networks.base import get_network, network_names
 from insightgluon.networks.legacy import CLASSIFIER_PREFIXES, match_variant
 from insightgluon.nn import HEADS
@@ -65,26 +65,49 @@ def _option_grid(names: set) -> Iterator[Dict]:
                    version_act=act)
 
 
-def _candidates(file_names: set) -> Iterator[str]:
-    """Registered names ordered by how many of their default parameter names the file holds."""
+def _shape(value) -> Tuple[int, ...]:
+    return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
+
+
+def _as_read_by(net, saved: Dict) -> Optional[Dict]:
+    """``saved`` as ``net``'s family reads a checkpoint (its ``convert_legacy_params``), or None
+    when the family cannot read it."""
+    convert = getattr(net, "convert_legacy_params", None)
+    if convert is None or not all(hasattr(v, "shape") for v in saved.values()):
+        return saved  # (shapes only: conversions that move arrays cannot run)
+    try:
+        return convert(saved)
+    except InsightGluonError:
+        return None
+
+
+def _candidates(saved: Dict) -> Iterator[Tuple[str, Dict]]:
+    """Registered names, most likely first (share of their default parameter names the file holds),
+    each with the file as that family reads it."""
     scored = []
     for name in network_names():
         try:
-            ours = _names(get_network(name))
+            net = get_network(name)
         except ConfigError:
             continue
-        scored.append((len(ours & file_names) / max(len(ours | file_names), 1), name))
-    scored.sort(reverse=True)
-    return (name for score, name in scored[:SHORTLIST] if score > 0.2)
+        converted = _as_read_by(net, saved)
+        if converted is None:
+            continue
+        ours, theirs = _names(net), set(converted)
+        scored.append((len(ours & theirs) / max(len(ours | theirs), 1), name, converted))
+    scored.sort(key=lambda item: -item[0])
+    return ((name, converted) for score, name, converted in scored[:SHORTLIST] if score > 0.2)
 
 
-def identify_network(saved: Dict[str, Tuple[int, ...]]) -> Optional[Tuple[str, Dict, Tuple[int, int]]]:
+def identify_network(saved: Dict) -> Optional[Tuple[str, Dict, Tuple[int, int]]]:
     """``(network, options, (H, W))`` whose parameters are exactly ``saved``'s, or None.
 
     Parameters
     ----------
     saved : dict
-        Parameter name -> shape of a checkpoint (``fc7*`` is ignored).
+        Parameter name -> array (or shape) of a checkpoint (``fc7*`` is ignored). With
+        arrays, a family's own layout conversion applies (Xception's per-channel kernels,
+        counter numbers of another process).
 
     Returns
     -------
@@ -92,19 +115,18 @@ def identify_network(saved: Dict[str, Tuple[int, ...]]) -> Optional[Tuple[str, D
         A registered network name, the ``get_network`` keyword arguments and an input
         size at which every shape agrees; None when no zoo network has these arrays.
     """
-    saved = {k: tuple(v) for k, v in saved.items() if not k.startswith(CLASSIFIER_PREFIXES)}
-    emb_size = _emb_size(saved)
-    if emb_size is None:
-        return None
-    for name in _candidates(set(saved)):
-        for options in _option_grid(set(saved)):
+    saved = {k: v for k, v in saved.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    for name, converted in _candidates(saved):
+        shapes = {k: _shape(v) for k, v in converted.items()}
+        emb_size = _emb_size(shapes) or 512  # heads without a dense layer (A, AX, Z) ignore it
+        for options in _option_grid(set(shapes)):
             options = dict(options, emb_size=emb_size)
             try:
                 net = get_network(name, **options)
             except ConfigError:
                 continue
             ours = _names(net)
-            renamed, _ = match_variant(saved, ours)
+            renamed, _ = match_variant(shapes, ours)
             if set(renamed) != ours:
                 continue
             multiplier = _multiplier(name, options, renamed)
@@ -113,10 +135,10 @@ def identify_network(saved: Dict[str, Tuple[int, ...]]) -> Optional[Tuple[str, D
                 net = get_network(name, **options)
             for image_hw in INPUT_SIZES:
                 try:
-                    shapes = _shapes(net, image_hw)
+                    ours_shapes = _shapes(net, image_hw)
                 except Exception:  # noqa: BLE001 -- MXNet refuses this input size for this network
                     continue
-                if all(shapes.get(k) == v for k, v in renamed.items()):
+                if all(ours_shapes.get(k) == v for k, v in renamed.items()):
                     return name, {k: v for k, v in options.items() if DEFAULTS.get(k) != v}, image_hw
     return None
 

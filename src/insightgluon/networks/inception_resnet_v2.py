@@ -26,6 +26,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS, fc1_family_options
+from insightgluon.networks.legacy import renumber_counters
 from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Pool, Sequence,
                              make_head)
 
@@ -207,37 +208,7 @@ class InceptionResNetV2(HybridBlock):
         network first) is renamed; anything else is returned unchanged, so that loading
         reports what is missing.
         """
-        ours = _auto_indices(self.collect_params().keys())
-        theirs = _auto_indices(saved)
-        shifts = {}
-        for kind, indices in ours.items():
-            found = theirs.get(kind, {})
-            if not found or found == indices:
-                continue
-            shift = min(found) - min(indices)
-            if {i - shift: s for i, s in found.items()} == indices:
-                shifts[kind] = shift
-        if not shifts:
-            return saved
-        renamed = {}
-        for name, value in saved.items():
-            match = AUTO_PARAM.match(name)
-            if match and match.group(1) in shifts:
-                kind, index, suffix = match.groups()
-                name = f"{kind}{int(index) - shifts[kind]}_{suffix}"
-            renamed[name] = value
-        return renamed
-
-
-def _auto_indices(names):
-    """``{kind: {index: sorted suffixes}}`` of the automatically named parameters in ``names``."""
-    out = {}
-    for name in names:
-        match = AUTO_PARAM.match(name)
-        if match:
-            kind, index, suffix = match.groups()
-            out.setdefault(kind, {}).setdefault(int(index), set()).add(suffix)
-    return {kind: {i: tuple(sorted(s)) for i, s in found.items()} for kind, found in out.items()}
+        return renumber_counters(saved, self.collect_params().keys(), AUTO_PARAM)
 
 
 @NETWORKS.register("i4")

@@ -67,6 +67,49 @@ def match_variant(saved: Dict, wanted: Iterable[str]) -> Tuple[Dict, Optional[Zo
     return saved, None
 
 
+def counter_indices(names: Iterable[str], pattern) -> Dict[str, Dict[int, Tuple[str, ...]]]:
+    """``{kind: {index: sorted suffixes}}`` of the names ``pattern`` splits into (kind, index, suffix)."""
+    out: Dict[str, Dict[int, set]] = {}
+    for name in names:
+        match = pattern.match(name)
+        if match:
+            kind, index, suffix = match.groups()
+            out.setdefault(kind, {}).setdefault(int(index), set()).add(suffix)
+    return {kind: {i: tuple(sorted(s)) for i, s in found.items()} for kind, found in out.items()}
+
+
+def renumber_counters(saved: Dict, ours: Iterable[str], pattern) -> Dict:
+    """``saved`` with counter-numbered names shifted onto ``ours`` where that is all that differs.
+
+    The 2018 graphs built from unnamed operators or Gluon blocks (Inception-ResNet-v2,
+    NASNet) numbered their parameters with process-wide counters (``batchnorm245_gamma``),
+    so a process that had built other layers first saved the same network under shifted
+    numbers. For each kind (``pattern`` splits a name into kind, index and suffix) whose
+    indices and suffixes are ours plus one constant, the names are shifted back; anything
+    else is returned unchanged, and loading then names what does not match.
+    """
+    ours_found, theirs = counter_indices(ours, pattern), counter_indices(saved, pattern)
+    shifts = {}
+    for kind, indices in ours_found.items():
+        found = theirs.get(kind)
+        if not found or found == indices:
+            continue
+        shift = min(found) - min(indices)
+        if {i - shift: s for i, s in found.items()} == indices:
+            shifts[kind] = shift
+    if not shifts:
+        return saved
+
+    def rename(name):
+        match = pattern.match(name)
+        if match is None or match.group(1) not in shifts:
+            return name
+        kind, index, suffix = match.groups()
+        return f"{kind}{int(index) - shifts[kind]}_{suffix}"
+
+    return {rename(name): value for name, value in saved.items()}
+
+
 def legacy_arrays(net, params_file: str) -> Tuple[Dict, Optional[ZooVariant]]:
     """The arrays of ``params_file`` under ``net``'s parameter names, and the variant that matched.
 

@@ -36,6 +36,7 @@ from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import ConfigError
 from insightgluon.networks.base import NETWORKS
+from insightgluon.networks.legacy import renumber_counters
 from insightgluon.nn import (Activation, BatchNorm, Conv, Dropout, InputNorm, Pool, Sequence,
                              make_head)
 
@@ -59,7 +60,7 @@ CELL_SCOPES = {"stem0": "cellstem0", "stem1": "cellstem1", "first": "firstcell",
                "normal": "normalcell", "reduction0": "reductioncell0",
                "reduction1": "reductioncell1"}
 # Parameters numbered by a counter, e.g. ``batchnorm263_running_mean``.
-_COUNTED = re.compile(r"^(conv|batchnorm)(\d+)_(\w+)$")
+COUNTED = re.compile(r"^(conv|batchnorm)(\d+)_(\w+)$")
 
 
 class LegacyCounter:
@@ -302,16 +303,6 @@ class NormalCell(HybridBlock):
         return _concat(F, [left, c0, c1, c2, c3, c4], self.out_name)
 
 
-def _counter_indices(names):
-    """``{"conv": {1, 2, ...}, "batchnorm": {...}}`` of the counted names among ``names``."""
-    found = {}
-    for name in names:
-        match = _COUNTED.match(name)
-        if match:
-            found.setdefault(match.group(1), set()).add(int(match.group(2)))
-    return found
-
-
 class NASNet(HybridBlock):
     """NASNet-A Large (see the module doc).
 
@@ -360,25 +351,7 @@ class NASNet(HybridBlock):
         a constant, they are shifted back; anything else is returned unchanged, and loading
         names what does not match.
         """
-        ours = _counter_indices(self.collect_params().keys())
-        theirs = _counter_indices(saved)
-        shift = {}
-        for hint, indices in ours.items():
-            got = theirs.get(hint)
-            offset = min(indices) - min(got) if got else 0
-            if offset and {i + offset for i in got} == indices:
-                shift[hint] = offset
-        if not shift:
-            return saved
-
-        def rename(name):
-            match = _COUNTED.match(name)
-            if match is None or match.group(1) not in shift:
-                return name
-            hint, index, rest = match.groups()
-            return f"{hint}{int(index) + shift[hint]}_{rest}"
-
-        return {rename(name): value for name, value in saved.items()}
+        return renumber_counters(saved, self.collect_params().keys(), COUNTED)
 
 
 @NETWORKS.register("n1")
