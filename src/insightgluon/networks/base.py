@@ -1,4 +1,6 @@
 """The network registry and the options every family shares."""
+import inspect
+import logging
 import numbers
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -7,6 +9,7 @@ from insightgluon.nn import ACTIVATIONS, HEADS
 from insightgluon.registry import Registry
 
 NETWORKS = Registry("network")
+logger = logging.getLogger(__name__)
 
 # The embedding head a network gets when --version-output is not given (E for all others).
 DEFAULT_HEADS = {"y1": "GDC"}
@@ -138,13 +141,26 @@ def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_inp
         rule (:func:`default_multipliers`).
     """
     builder = NETWORKS.get(name)
-    net = builder(emb_size=emb_size, version_se=version_se, version_input=version_input,
-                  version_output=version_output, version_unit=version_unit,
-                  version_act=version_act, version_multiplier=version_multiplier,
-                  bn_mom=bn_mom)
+    options = dict(emb_size=emb_size, version_se=version_se, version_input=version_input,
+                   version_output=version_output, version_unit=version_unit, version_act=version_act,
+                   version_multiplier=version_multiplier, bn_mom=bn_mom)
+    net = builder(**options)
+    _warn_unread(name, net, options)
     declared = getattr(net, "legacy_multipliers", None)
     apply_legacy_multipliers(net, declared() if declared is not None else None)
     return net
+
+
+def _warn_unread(name: str, net, options: Dict[str, Any]) -> None:
+    """Say which non-default options the family does not read (as its 2018 builder did not)."""
+    read = set(inspect.signature(type(net).__init__).parameters)
+    defaults = {k: p.default for k, p in inspect.signature(get_network).parameters.items()}
+    given = dict(options, version_output=options["version_output"] or None)
+    if given["version_output"] == default_head(name):
+        given["version_output"] = None  # what a resolved training config passes for the default
+    unread = [f"{k}={v!r}" for k, v in given.items() if k not in read and v != defaults[k]]
+    if unread:
+        logger.warning("network %s ignores %s: its 2018 builder did not read them", name, ", ".join(unread))
 
 
 def network_names() -> List[str]:

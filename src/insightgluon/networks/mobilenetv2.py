@@ -16,7 +16,6 @@ width, and a first stride-1 unit whose width changes adding its input through a
 always ``E``: the 2018 ``train_softmax.py`` called ``fmobilenetv2.get_symbol(emb_size)``
 for every ``--network m<N>`` with ``N != 1``, so no ``--version-*`` option reached it.
 """
-import logging
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock
@@ -25,7 +24,6 @@ from insightgluon.errors import ConfigError
 from insightgluon.networks.base import NETWORKS
 from insightgluon.nn import Activation, BatchNorm, Conv, InputNorm, Sequence, make_head
 
-logger = logging.getLogger(__name__)
 
 # (expansion t, sequence input width, output width, units, stride of the first unit)
 SEQUENCES = ((1, 32, 16, 1, 1), (6, 16, 24, 2, 2), (6, 24, 32, 3, 2), (6, 32, 64, 4, 1),
@@ -37,10 +35,6 @@ GLUON_BN_EPS = 1e-5
 GLUON_BN_STATS = ("running_mean", "running_var")
 # Where Gluon put the last 1x1 convolution: inside MobilenetV2's ``features`` sequence.
 LAST_PREFIX = "mobilenetv20_hybridsequential0_"
-# Options the 2018 builder never received, with the values that ask for nothing else.
-IGNORED_OPTIONS = {"version_se": (0,), "version_input": (1,), "version_output": (None, "", "E"),
-                   "version_unit": (3,), "version_act": ("prelu", "prelu_native"),
-                   "version_multiplier": (1.0,)}
 
 
 def _conv_bn(prefix, index, channels, kernel=1, stride=1, groups=1, relu=None, bn_mom=0.9):
@@ -104,7 +98,6 @@ class MobileNetV2(HybridBlock):
         super().__init__(prefix="")
         if int(emb_size) <= 0:
             raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
-        _warn_ignored(ignored)
         with self.name_scope():
             self.norm = InputNorm()
             self.body = Sequence([_conv_bn("", 0, STEM_WIDTH, 3, relu=0, bn_mom=bn_mom)])
@@ -127,13 +120,6 @@ class MobileNetV2(HybridBlock):
         decayed the BatchNorm betas too; the ``E`` head (plain symbols) declared none.
         """
         return {name: (1.0, 1.0) for name in self.body.collect_params().keys()}
-
-
-def _warn_ignored(options):
-    for option, value in sorted(options.items()):
-        if option in IGNORED_OPTIONS and value not in IGNORED_OPTIONS[option]:
-            logger.warning("m2 ignores %s=%r: the 2018 fmobilenetv2 took only the embedding size",
-                           option, value)
 
 
 @NETWORKS.register("m2")
