@@ -9,6 +9,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS, common_options, default_head, scaled
+from insightgluon.networks.resnet import HEAD_BN_MOM, legacy_head_act
 from insightgluon.nn import MXNET_BN_EPS, ConvBNAct, InputNorm, Sequence, make_head
 
 # (name, out channels, expansion channels, stride, residual blocks after it); the
@@ -57,8 +58,9 @@ class DepthwiseBlock(HybridBlock):
 class MobileFaceNet(HybridBlock):
     """MobileFaceNet: input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``.
 
-    ``version_output`` defaults to ``GDC`` (the paper's and the 2019 config's head);
-    ``version_multiplier`` scales every width. Options of
+    ``version_output`` defaults to ``GDC`` (the paper's and the 2019 config's head), built
+    as the 2018 ``get_fc1`` built it: PReLU and BatchNorm momentum 0.9 whatever ``version_act``
+    and ``bn_mom`` say. ``version_multiplier`` scales every width. Options of
     :func:`insightgluon.networks.get_network` that concern ResNets are ignored.
     """
 
@@ -85,8 +87,8 @@ class MobileFaceNet(HybridBlock):
                 width = out
             last = scaled(LAST_WIDTH, mult)
             self.body.add(_conv("conv_6sep", last, act=act, bn_mom=bn_mom))
-            self.head = make_head(opts["version_output"], opts["emb_size"], last, act=act,
-                                  bn_mom=bn_mom)
+            self.head = make_head(opts["version_output"], opts["emb_size"], last,
+                                  act=legacy_head_act(act), bn_mom=HEAD_BN_MOM)
         self.width = width
 
     def hybrid_forward(self, F, x):

@@ -32,12 +32,38 @@ RESNET_SPECS = {
 FILTERS = {"basic": (64, 64, 128, 256, 512), "bottleneck": (64, 256, 512, 1024, 2048)}
 
 
-def _body_convs(kind, channels, stride):
-    """(out_channels, kernel, stride, pad) of a unit's convolutions; the stride is on the last."""
+# The 2018 get_fc1 built every head with PReLU (its Act ignored the act_type asked for) and a
+# fixed BatchNorm momentum, whatever --version-act and --bn-mom said.
+HEAD_BN_MOM = 0.9
+
+
+def legacy_head_act(act: str) -> str:
+    """The activation of a 2018 head: PReLU (``act`` itself when it is one of our PReLUs)."""
+    return act if act.startswith("prelu") else "prelu"
+
+
+def _body_convs(kind, channels, stride, strided=-1):
+    """(out_channels, kernel, stride, pad) of a unit's convolutions; ``strided`` indexes the one
+    that carries the stride (the last by default)."""
     if kind == "basic":
-        return [(channels, 3, 1, 1), (channels, 3, stride, 1)]
-    quarter = max(channels // 4, 1)
-    return [(quarter, 1, 1, 0), (quarter, 3, 1, 1), (channels, 1, stride, 0)]
+        convs = [(channels, 3, 1, 1), (channels, 3, 1, 1)]
+    else:
+        quarter = max(channels // 4, 1)
+        convs = [(quarter, 1, 1, 0), (quarter, 3, 1, 1), (channels, 1, 1, 0)]
+    out, kernel, _, pad = convs[strided]
+    convs[strided] = (out, kernel, stride, pad)
+    return convs
+
+
+def _strided_conv(kind, version, version_input):
+    """Which convolution of a unit the 2018 code strided: the first 3x3 of a pre-activation unit
+    (v2), the first convolution of a post-activation unit on the 7x7 stem (v1 with
+    ``version_input=0``), else the last one."""
+    if version == 2:
+        return 0 if kind == "basic" else 1
+    if version == 1 and version_input == 0:
+        return 0
+    return -1
 
 
 class ResidualUnit(HybridBlock):
@@ -46,15 +72,16 @@ class ResidualUnit(HybridBlock):
     ``version`` 3 (IR, default): BN-conv-BN-act-conv-BN (+ shortcut), no act after the add.
     ``version`` 1: conv-BN-act-conv-BN, add, act ``_relu3``.
     ``version`` 2 (pre-activation): BN-act-conv-BN-act-conv, shortcut ``_sc`` from the first act.
+    ``strided`` indexes the body convolution that carries the stride (see :func:`_strided_conv`).
     Input (N, C_in, H, W) -> (N, channels, H/stride, W/stride).
     """
 
     def __init__(self, name, kind, in_channels, channels, stride, version=3, act="prelu",
-                 bn_mom=0.9, use_se=False):
+                 bn_mom=0.9, use_se=False, strided=-1):
         super().__init__(prefix="")
         self.unit, self.version = name, version
         bn = partial(BatchNorm, momentum=bn_mom)
-        convs = _body_convs(kind, channels, stride)
+        convs = _body_convs(kind, channels, stride, strided)
         with self.name_scope():
             self.pre = Sequence()
             self.body = Sequence()
@@ -113,8 +140,10 @@ class FaceResNet(HybridBlock):
         check_choice(version_se, (0, 1), "version_se")
         act = opts["version_act"]
         filters = [scaled(f, opts["version_multiplier"]) for f in FILTERS[kind]]
+        strided = _strided_conv(kind, version_unit, version_input)
         with self.name_scope():
-            self.norm = InputNorm()
+            # the stem with bn_data takes the raw pixels: that BatchNorm is the normalisation
+            self.norm = None if version_input in RAW_INPUT_STEMS else InputNorm()
             self.stem = STEMS[version_input](filters[0], act, bn_mom)
             self.stages = Sequence()
             in_ch = filters[0]
@@ -122,13 +151,16 @@ class FaceResNet(HybridBlock):
                 for j in range(1, count + 1):
                     self.stages.add(ResidualUnit(
                         f"stage{i}_unit{j}", kind, in_ch, filters[i], 2 if j == 1 else 1,
-                        version=version_unit, act=act, bn_mom=bn_mom, use_se=bool(version_se)))
+                        version=version_unit, act=act, bn_mom=bn_mom, use_se=bool(version_se),
+                        strided=strided))
                     in_ch = filters[i]
-            self.head = make_head(opts["version_output"], opts["emb_size"], in_ch, act=act,
-                                  bn_mom=bn_mom)
+            self.head = make_head(opts["version_output"], opts["emb_size"], in_ch,
+                                  act=legacy_head_act(act), bn_mom=HEAD_BN_MOM)
 
     def hybrid_forward(self, F, x):
-        return self.head(self.stages(self.stem(self.norm(x))))
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.head(self.stages(self.stem(x)))
 
 
 def _stem(kernel, stride, bn_data=False):
@@ -142,8 +174,9 @@ def _stem(kernel, stride, bn_data=False):
 
 
 # --version-input: 0 = 7x7 stride 2 (no max-pool, as in November 2018), 1 = 3x3 stride 1
-# (the "L" of LResNet), 2 = a fixed-gamma BN on the input before the 3x3 conv.
+# (the "L" of LResNet), 2 = a fixed-gamma BN on the raw input (no -127.5, *1/128) before the 3x3 conv.
 STEMS = {0: _stem(7, 2), 1: _stem(3, 1), 2: _stem(3, 1, bn_data=True)}
+RAW_INPUT_STEMS = (2,)
 
 
 # The 2018 get_head caps its 3x3 stem at this width.

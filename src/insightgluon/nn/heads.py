@@ -69,9 +69,16 @@ _register_sequence("Z", _bn1, _dropout(0.4), lambda ctx: Flatten("fc1"))
 _register_sequence("GAP", lambda ctx: Sequence(_pool_act(ctx)), _dense("pre_fc1"), _fc1_bn)
 
 
+# The 2018 GDC head was written for MobileFaceNet's 512 channels and kept 512 groups on any
+# network: on 2048 channels (the bottleneck ResNets) each group sees 4 of them.
+GDC_WIDTH = 512
+
+
 def _gdc_dw(ctx):
-    # Global depthwise conv: one 7x7 filter per channel, then BN (the legacy ``Linear``).
+    # Global depthwise conv: one 7x7 filter per group, then BN (the legacy ``Linear``). Widths
+    # the 2018 head could not take (not a multiple of 512) get one group per channel.
     c = ctx["in_channels"]
+    c = GDC_WIDTH if c % GDC_WIDTH == 0 else c
     return Sequence([Conv("conv_6dw7_7_conv2d", c, kernel=7, groups=c),
                            BatchNorm("conv_6dw7_7_batchnorm", eps=MXNET_BN_EPS,
                                      momentum=ctx["bn_mom"])])
@@ -98,18 +105,23 @@ class GNAPHead(HybridBlock):
     """Global norm-aware pooling (MobileFaceNet++): each position is reweighted by
     mean(||x||) / ||x_hw|| before average pooling, then BN -> dense -> BN ``fc1``.
 
+    As in 2018, an ``emb_size`` above 512 first maps the features to ``emb_size`` channels
+    (1x1 conv-BN-act ``convx``) and pools them straight into ``fc1``. With a smaller
+    ``emb_size``, inputs of other than 512 channels (which the 2018 head could not take) are
+    mapped to 512 channels the same way.
     The mean is taken per image; the 2018 code took it over the whole batch,
     which made an embedding depend on the other images of its batch.
     """
 
-    width = 512
+    base_width = 512
 
     def __init__(self, emb_size, in_channels, act="prelu", bn_mom=0.9):
         super().__init__(prefix="")
         self.emb_size = emb_size
+        self.width = max(emb_size, self.base_width)
         with self.name_scope():
             self.convx = None
-            if in_channels != self.width:
+            if emb_size > self.base_width or in_channels != self.base_width:
                 self.convx = Sequence([
                     Conv("convx", self.width),
                     BatchNorm("convx_bn", momentum=bn_mom),
