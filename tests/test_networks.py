@@ -175,3 +175,40 @@ def test_cli_lists_and_summarises(capsys):
 
 def test_registry_is_the_shared_kind():
     assert NETWORKS.kind == "network" and "r100" in NETWORKS
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_channel_concat_trains_where_onednn_concat_cannot(hybridize):
+    """oneDNN's concat cannot split a blocked gradient at 168-channel offsets; channel_concat can,
+    and computes the same concatenation."""
+    from mxnet.gluon import HybridBlock
+
+    from insightgluon.nn import Conv, channel_concat
+
+    class Cell(HybridBlock):
+        def __init__(self, width):
+            super().__init__(prefix="")
+            self.width = width
+            with self.name_scope():
+                self.parts = [Conv(f"part{i}", width) for i in range(6)]
+                for part in self.parts:
+                    self.register_child(part)
+                self.out = Conv("out", 336)
+
+        def hybrid_forward(self, F, x):
+            y = channel_concat(F, [p(x) for p in self.parts], [self.width] * 6, "cell_concat")
+            return self.out(F.relu(y))
+
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (2, 64, 28, 28)))
+    for width in (168, 32):
+        cell = Cell(width)
+        cell.initialize(mx.init.Xavier())
+        if hybridize:
+            cell.hybridize(static_alloc=True, static_shape=True)
+        with mx.autograd.record():
+            loss = cell(x).sum()
+        loss.backward()
+        want = mx.nd.concat(*[p(x) for p in cell.parts], dim=1)
+        got = channel_concat(mx.nd, [p(x) for p in cell.parts], [width] * 6, "c")
+        np.testing.assert_array_equal(got.asnumpy(), want.asnumpy())
+        assert np.isfinite(cell.parts[0].weight.grad().asnumpy()).all()

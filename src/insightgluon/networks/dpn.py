@@ -21,7 +21,8 @@ from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS, fc1_family_options
 from insightgluon.networks.resnet import legacy_head_stem
-from insightgluon.nn import MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Sequence, make_head
+from insightgluon.nn import (MXNET_BN_EPS, Activation, BatchNorm, Conv, InputNorm, Sequence, channel_concat,
+                             make_head)
 
 # depth -> (k_R: bottleneck width of conv2_x, groups G of the 3x3 convs,
 #           units per stage conv2_x..conv5_x, dense increment per stage)
@@ -74,9 +75,9 @@ class DualPathUnit(HybridBlock):
 
     def hybrid_forward(self, F, resid, dense=None):
         unit, width, inc = self.unit, self.width, self.inc
-        with mx.name.NameManager():
-            data = resid if dense is None else F.concat(resid, dense, dim=1,
-                                                        name=f"{unit}_cat-input")
+        # (widths: the increment decides whether oneDNN can split the gradient, see channel_concat)
+        data = resid if dense is None else channel_concat(F, [resid, dense], [width, inc],
+                                                          f"{unit}_cat-input")
         if self.proj is not None:
             proj = self.proj(data)
             with mx.name.NameManager():
@@ -89,8 +90,8 @@ class DualPathUnit(HybridBlock):
             new_resid = F.slice_axis(out, axis=1, begin=0, end=width, name=f"{unit}_c1x1-c-split1")
             new_dense = F.slice_axis(out, axis=1, begin=width, end=width + inc,
                                      name=f"{unit}_c1x1-c-split2")
-            return (F.add_n(resid, new_resid, name=f"{unit}_sum"),
-                    F.concat(dense, new_dense, dim=1, name=f"{unit}_cat"))
+            total = F.add_n(resid, new_resid, name=f"{unit}_sum")
+        return total, channel_concat(F, [dense, new_dense], [inc, inc], f"{unit}_cat")
 
 
 class DPN(HybridBlock):

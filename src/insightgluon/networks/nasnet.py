@@ -38,7 +38,7 @@ from insightgluon.errors import ConfigError
 from insightgluon.networks.base import NETWORKS
 from insightgluon.networks.legacy import renumber_counters
 from insightgluon.nn import (Activation, BatchNorm, Conv, Dropout, InputNorm, Pool, Sequence,
-                             make_head)
+                             channel_concat, make_head)
 
 STEM_WIDTH = 96
 BN_EPS = 1e-3
@@ -135,11 +135,6 @@ def _add(F, a, b, name):
         return F.elemwise_add(a, b, name=name)
 
 
-def _concat(F, parts, name):
-    with mx.name.NameManager():
-        return F.concat(*parts, dim=1, name=name)
-
-
 class ShiftedPool(HybridBlock):
     """3x3/2 pool (padding 1) of the input padded top-left by one, first row and column
     dropped (the 2018 ``MaxPoolPad``/``AvgPoolPad``): (N, C, 28, 28) -> (N, C, 14, 14)."""
@@ -189,7 +184,7 @@ class FactorizedReduce(HybridBlock):
 
     def __init__(self, names, scope, channels):
         super().__init__(prefix="")
-        self.scope = scope
+        self.scope, self.half = scope, channels // 2
         with self.name_scope():
             self.relu = _relu(names)
             self.path1 = Sequence([LegacyPool(names, 1, 2, 0, "avg"), _conv(names, channels // 2)])
@@ -199,7 +194,8 @@ class FactorizedReduce(HybridBlock):
     def hybrid_forward(self, F, x):
         x = self.relu(x)
         shifted = _crop(F, _pad(F, x, self.scope, top_left=False), self.scope)
-        return self.bn(_concat(F, [self.path1(x), self.path2(shifted)], f"{self.scope}_concat0"))
+        return self.bn(channel_concat(F, [self.path1(x), self.path2(shifted)], [self.half] * 2,
+                                      f"{self.scope}_concat0"))
 
 
 class ReductionCell(HybridBlock):
@@ -219,6 +215,7 @@ class ReductionCell(HybridBlock):
         self.scope = names(CELL_SCOPES[kind])
         self.keeps_prev = kind.startswith("reduction")
         self.out_name = f"{self.scope}_concat{1 if kind == 'stem1' else 0}"
+        self.width = width
         shifted = kind == "reduction0"
         b_channels = STEM_WIDTH if kind == "stem0" else width
 
@@ -255,7 +252,7 @@ class ReductionCell(HybridBlock):
         c2 = _add(F, self.c2_left(a), self.c2_right(b), f"{s}__plus2")
         c3 = _add(F, self.c3_right(c0), c1, f"{s}__plus3")
         c4 = _add(F, self.c4_left(c0), self.c4_right(a), f"{s}__plus4")
-        return _concat(F, [c1, c2, c3, c4], self.out_name)
+        return channel_concat(F, [c1, c2, c3, c4], [self.width] * 4, self.out_name)
 
 
 class NormalCell(HybridBlock):
@@ -275,6 +272,7 @@ class NormalCell(HybridBlock):
         self.keeps_prev = False
         first = kind == "first"
         self.out_name = f"{self.scope}_concat{1 if first else 0}"
+        self.width = width
         with self.name_scope():
             # Built in the 2018 order: a first cell projects R before reducing L, a normal cell
             # projects L first.
@@ -300,7 +298,7 @@ class NormalCell(HybridBlock):
         c2 = _add(F, self.c2_left(r), left, f"{s}__plus2")
         c3 = _add(F, self.c3_left(left), self.c3_right(left), f"{s}__plus3")
         c4 = _add(F, self.c4_left(r), r, f"{s}__plus4")
-        return _concat(F, [left, c0, c1, c2, c3, c4], self.out_name)
+        return channel_concat(F, [left, c0, c1, c2, c3, c4], [self.width] * 6, self.out_name)
 
 
 class NASNet(HybridBlock):

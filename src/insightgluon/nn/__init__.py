@@ -1,11 +1,11 @@
 """Shared building blocks of the face networks (legacy-named layers, fast PReLU, heads)."""
-from insightgluon.nn.blocks import (ACTIVATIONS, BNActConv, ConvBNAct, Pool, Flatten, GlobalAvgPool, InputNorm,
-                                    Sequence, SqueezeExcite, make_activation)
+from insightgluon.nn.blocks import (ACTIVATIONS, BNActConv, ConvBNAct, Flatten, GlobalAvgPool, InputNorm,
+                                    Pool, Sequence, SqueezeExcite, channel_concat, make_activation)
 from insightgluon.nn.heads import HEADS, make_head
 from insightgluon.nn.layers import (LEGACY_BN_EPS, MXNET_BN_EPS, Activation, BatchNorm, Conv,
                                     Dense, Dropout, LegacyNamed)
 from insightgluon.nn.prelu import NativePReLU, PReLU
 
 __all__ = ["ACTIVATIONS", "BNActConv", "Pool", "HEADS", "LEGACY_BN_EPS", "MXNET_BN_EPS", "Activation", "BatchNorm",
-           "Conv", "ConvBNAct", "Dense", "Dropout", "Flatten", "GlobalAvgPool", "InputNorm", "LegacyNamed",
+           "Conv", "ConvBNAct", "channel_concat", "Dense", "Dropout", "Flatten", "GlobalAvgPool", "InputNorm", "LegacyNamed",
            "NativePReLU", "PReLU", "Sequence", "SqueezeExcite", "make_activation", "make_head"]

@@ -52,6 +52,29 @@ def make_activation(act, name, channels, spatial=True):
     return ACTIVATIONS.get(act)(name, channels, spatial=spatial)
 
 
+# MXNet 1.9's oneDNN concat cannot hand a piece its gradient when the gradient arrives in a
+# channel-blocked layout (16 channels per block with AVX-512) and the piece's channel count is not
+# a multiple of the block ("could not construct a sub-memory" in backward).
+ONEDNN_CHANNEL_ALIGN = 16
+
+
+def channel_concat(F, parts, widths, name):
+    """Concatenate (N, C_i, H, W) ``parts`` on channels, the operator named ``name``.
+
+    ``widths`` are the C_i. When one is not a multiple of :data:`ONEDNN_CHANNEL_ALIGN`, the
+    parts are concatenated as (N, C_i, H*W) arrays instead, which oneDNN keeps in a plain layout
+    and so can split the gradient of (NASNet's 168-channel cell outputs and the 20- and 24-channel
+    increments of DPN-107/92 would not train otherwise, hybridized or not). Same output either way.
+    """
+    with mx.name.NameManager():
+        if all(int(w) % ONEDNN_CHANNEL_ALIGN == 0 for w in widths):
+            return F.concat(*parts, dim=1, name=name)
+        flat = [F.reshape(p, shape=(0, 0, -1), name=f"{name}_flat{i}") for i, p in enumerate(parts)]
+        out = F.concat(*flat, dim=1, name=name)
+        return F.reshape_like(out, parts[0], lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None,
+                              name=f"{name}_hw")
+
+
 class Sequence(HybridBlock):
     """Applies its layers in order, adding no name of its own (the layers carry the legacy names)."""
 
