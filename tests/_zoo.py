@@ -50,11 +50,14 @@ def expected_multipliers(record):
 
 
 def trainer_multipliers(trainer):
-    """``{name: (lr_mult, wd_mult)}`` exactly as a Gluon Trainer's optimizer applies them."""
+    """``{name: (lr_mult, wd_mult)}`` exactly as a Gluon Trainer's optimizer applies them to the
+    parameters it updates (not statistics nor fixed gammas)."""
     opt = trainer._optimizer
     base_lr = opt.learning_rate
     out = {}
     for index, param in opt.param_dict.items():
+        if param.grad_req == "null":
+            continue
         lr = opt._get_lrs([index])[0] / base_lr
         wd = opt._get_wds([index])[0] / opt.wd if opt.wd else param.wd_mult
         out[param.name] = (round(lr, 6), round(wd, 6))
