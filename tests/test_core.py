@@ -57,3 +57,19 @@ def test_console_scripts_report_bad_input_as_one_line(tmp_path, monkeypatch, cap
     assert scripts["train_softmax"].load()() == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "missing" in errors[0]
+
+
+def test_help_lists_subcommands_one_per_line_in_groups_and_ends_with_the_first_commands(capsys):
+    from insightgluon.cli import GROUPS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for group in ("data:", "training:", "evaluation:", "deployment:"):
+        assert group in lines
+    for name, (_, description) in SUBCOMMANDS.items():
+        assert sum(line.split()[:1] == [name] and description in line for line in lines) == 1, name
+    assert sorted(n for names in GROUPS.values() for n in names) == sorted(SUBCOMMANDS)
+    assert [line.split("#")[0].strip() for line in lines[-2:]] == ["make demo", "make test"]

@@ -57,7 +57,8 @@ class TrainConfig:
     """
 
     # --- paths and control
-    data_dir: str = knob("", "dataset directory (train.rec, train.idx, property, *.bin)", P)
+    data_dir: str = knob("", "dataset directory (train.rec, train.idx, property, *.bin); empty: the synthetic "
+                         "faces, made once in $INSIGHTGLUON_DATA or ~/.cache/insightgluon", P)
     prefix: str = knob("../model/model", "checkpoint prefix: PREFIX-symbol.json, PREFIX-NNNN.params", P)
     pretrained: str = knob("", "initialise from checkpoint 'prefix,epoch' (missing params re-initialised)", P)
     ckpt: int = knob(1, "0 never save; 1 save when highest; 2 always; 3 when highest, always as -0001", P,

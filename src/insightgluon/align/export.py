@@ -65,21 +65,49 @@ def write_rec(rec_dir: str, jobs: Sequence[Job], out_root: str, image_size=(112,
     return write_face_dataset(rec_dir, samples(), image_size=image_size)
 
 
-def write_pairs_bin(bin_path: str, pairs_path: str, out_root: str, image_size=(112, 112)) -> int:
-    """Pack the aligned crops named by ``pairs.txt`` as a ``.bin`` verification set; returns the pair count.
+def crop_pairs(pairs_path: str, out_root: str, ext: str = "") -> List[Tuple[str, str, bool, str]]:
+    """The pairs of ``pairs.txt`` as crop paths: ``(crop_a, crop_b, same, "file: line N")``.
 
-    ``pairs.txt`` is LFW's (``name i j`` / ``name1 i name2 j``, crops ``name/name_%04d.jpg``)
-    or the simple ``path1 path2 0|1`` form, paths relative to ``out_root``.
+    ``pairs.txt`` is LFW's (``name i j`` / ``name1 i name2 j``, photos ``name/name_%04d.jpg``)
+    or the simple ``path1 path2 0|1`` form, paths relative to ``out_root``; each
+    photo name becomes its crop's name (``ext`` is ``--ext``). Parsing it before
+    the alignment starts finds a bad pairs file at once.
     """
-    from insightgluon.data.bin import save_bin
+    from insightgluon.data.image import crop_extension
     from insightgluon.data.pack import LFW_PATTERN, parse_pairs
 
+    def crop(path: str) -> str:
+        stem, source_ext = os.path.splitext(path)
+        return stem + crop_extension(source_ext, ext)
+
+    return [(crop(a), crop(b), same, where) for a, b, same, where in parse_pairs(pairs_path, out_root, LFW_PATTERN)]
+
+
+def _existing_crop(path: str) -> str:
+    """``path``, or the crop of the same stem in another format (LFW-style pairs name ``.jpg``
+    photos, but a folder of ``.pgm`` photos gives ``.pgm`` crops); ``""`` when there is none."""
+    from insightgluon.data.image import CROP_FORMATS
+
+    if os.path.exists(path):
+        return path
+    stem = os.path.splitext(path)[0]
+    return next((stem + e for e in sorted(CROP_FORMATS) if os.path.exists(stem + e)), "")
+
+
+def write_pairs_bin(bin_path: str, pairs_path: str, out_root: str, image_size=(112, 112), ext: str = "") -> int:
+    """Pack the aligned crops named by ``pairs.txt`` as a ``.bin`` verification set; returns the pair count.
+
+    See :func:`crop_pairs` for the pairs file and ``ext``.
+    """
+    from insightgluon.data.bin import save_bin
+
     bins, issame = [], []
-    for path_a, path_b, same, where in parse_pairs(pairs_path, out_root, LFW_PATTERN):
+    for path_a, path_b, same, where in crop_pairs(pairs_path, out_root, ext):
         for crop in (path_a, path_b):
-            if not os.path.exists(crop):
+            found = _existing_crop(crop)
+            if not found:
                 raise DataFormatError(f"{where}: no aligned crop {crop} (photo missing or skipped; see the report)")
-            bins.append(_jpeg_bytes(crop, image_size))
+            bins.append(_jpeg_bytes(found, image_size))
         issame.append(same)
     save_bin(bin_path, bins, issame)
     return len(issame)

@@ -17,9 +17,9 @@ import numpy as np
 
 from insightgluon.align.landmarks import read_landmark_file
 from insightgluon.align.pipeline import Job
+from insightgluon.data.image import IMAGE_EXTENSIONS
 from insightgluon.errors import ConfigError, DataFormatError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 LAYOUTS = ("folder", "lfw", "facescrub", "megaface", "landmarks")
 # Detector settings per layout (keys of insightgluon.align.mtcnn.PRESETS).
 LAYOUT_PRESETS = {"folder": "lfw", "lfw": "lfw", "facescrub": "megaface", "megaface": "megaface",

@@ -8,16 +8,15 @@ atomically and keeps a report of every photo without a detected face.
 import contextlib
 import os
 import tempfile
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
-from tqdm import tqdm
-
 from insightgluon.align import boxes as bx
 from insightgluon.align.landmarks import read_rgb
 from insightgluon.align.transform import BBOX_MARGIN, align_face, crop_bbox, select_face
-from insightgluon.errors import DataFormatError
+from insightgluon.data.image import crop_extension, encode_image
+from insightgluon.errors import ConfigError, DataFormatError
+from insightgluon.progress import Progress
 
 REPORT_HEADER = "path\tproblem\taction\n"
 NO_FACE_ACTIONS = ("center", "skip")
@@ -26,7 +25,11 @@ HINT_IOU = 0.3
 
 
 class Job(NamedTuple):
-    """One photo to align; ``rel`` is its path relative to the input and output roots."""
+    """One photo to align; ``rel`` is its crop's path relative to the output root.
+
+    Layouts set ``rel`` to the photo's path relative to the input root;
+    :func:`with_crop_names` gives it the crop's extension.
+    """
 
     src: str
     rel: str
@@ -102,23 +105,38 @@ class FaceAligner:
 
 
 def write_image(path: str, rgb: np.ndarray, quality: int = 95) -> None:
-    """Encode by the file extension (JPEG at ``quality``) and publish with a rename."""
+    """Encode by the file extension (lossy formats at ``quality``) and publish with a rename."""
     ext = os.path.splitext(path)[1].lower() or ".jpg"
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise DataFormatError(f"{path}: OpenCV cannot encode '{ext}' images")
+    try:
+        data = encode_image(rgb, ext, quality)
+    except DataFormatError as err:
+        raise DataFormatError(f"{path}: {err}") from None
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def with_crop_names(jobs: Sequence[Job], ext: str = "") -> List[Job]:
+    """The jobs with ``rel`` renamed to their crop's file name: same stem, extension from
+    :func:`~insightgluon.data.image.crop_extension` (``ext`` is ``--ext``)."""
+    out, seen = [], {}
+    for job in jobs:
+        stem, source_ext = os.path.splitext(job.rel)
+        rel = stem + crop_extension(source_ext, ext)
+        if rel in seen:
+            raise ConfigError(f"photos {seen[rel]} and {job.rel} would both be written as {rel}; "
+                              "rename one of them or choose another --ext")
+        seen[rel] = job.rel
+        out.append(job._replace(rel=rel))
+    return out
 
 
 def read_report(path: str) -> Dict[str, Tuple[str, str]]:
@@ -163,7 +181,7 @@ def run_jobs(jobs: Iterable[Job], out_root: str, aligner: FaceAligner, report_pa
             report.pop(job.rel, None)
             pending.append(job)
     try:
-        with tqdm(total=len(pending), desc="align", unit="img", disable=None) as bar:
+        with Progress(total=len(pending), desc="align", unit="img") as bar:
             for start in range(0, len(pending), batch_size):
                 for outcome in _run_batch(pending[start:start + batch_size], out_root, aligner, quality):
                     counts[outcome.method] = counts.get(outcome.method, 0) + 1

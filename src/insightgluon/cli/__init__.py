@@ -28,17 +28,47 @@ SUBCOMMANDS = {
     "networks": ("networks", "list networks or print a model's parameters and FLOPs"),
     "face": ("face", "verify two faces or search a gallery with a trained model"),
 }
+# How `insightgluon --help` groups them; a subcommand missing here is listed under "other".
+GROUPS = {
+    "data": ("synth", "align", "face2rec", "pack-bin", "inspect"),
+    "training": ("demo", "train", "networks"),
+    "evaluation": ("verify", "megaface"),
+    "deployment": ("export", "face"),
+}
+FIRST_COMMANDS = (
+    ("make demo", "synthetic faces -> train ArcFace -> verification accuracy, on this machine's CPUs"),
+    ("make test", "the whole test suite"),
+)
+
+
+def _listing() -> str:
+    """Subcommands one per line with their descriptions, grouped, then the two first commands."""
+    width = max(len(name) for name in SUBCOMMANDS) + 2
+    grouped = dict(GROUPS)
+    rest = tuple(name for name in SUBCOMMANDS if not any(name in names for names in GROUPS.values()))
+    if rest:
+        grouped["other"] = rest
+    lines = []
+    for group, names in grouped.items():
+        lines.append(f"{group}:")
+        lines += [f"  {name:<{width}}{SUBCOMMANDS[name][1]}" for name in names if name in SUBCOMMANDS]
+        lines.append("")
+    lines.append("Run 'insightgluon SUBCOMMAND --help' for the options of one subcommand.")
+    lines.append("First steps in a fresh clone (no set-up needed):")
+    width = max(len(cmd) for cmd, _ in FIRST_COMMANDS) + 3
+    lines += [f"  {cmd:<{width}}# {text}" for cmd, text in FIRST_COMMANDS]
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="insightgluon",
+        prog="insightgluon", usage="insightgluon [-h] [--version] SUBCOMMAND ...",
         description="InsightFace face-recognition training and evaluation on MXNet Gluon.",
-        epilog="Run 'insightgluon SUBCOMMAND --help' for the options of one subcommand.",
+        epilog=_listing(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"insightgluon {__version__}")
     parser.add_argument("subcommand", choices=list(SUBCOMMANDS), metavar="SUBCOMMAND",
-                        help="; ".join(f"{k}: {v[1]}" for k, v in SUBCOMMANDS.items()))
+                        help="one of the subcommands below")
     return parser
 
 
@@ -57,6 +87,14 @@ def run_tool(module: str, argv: Optional[List[str]] = None) -> int:
     except InsightGluonError as err:
         logging.getLogger("insightgluon").error("%s", err)
         return 2
+    except OSError as err:
+        # The commands check their outputs up front; this catches what happens later (a full
+        # disk, a file removed meanwhile), still as one line.
+        from insightgluon.outputs import os_error_line
+
+        logging.getLogger("insightgluon").debug("OS error", exc_info=True)
+        logging.getLogger("insightgluon").error("%s", os_error_line(err))
+        return 1
     except KeyboardInterrupt:
         logging.getLogger("insightgluon").error("interrupted")
         return 130

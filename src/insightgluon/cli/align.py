@@ -3,6 +3,7 @@
 Examples
 --------
 insightgluon align --input photos/ --output aligned/ --to-rec dataset/
+insightgluon align --input orl_faces/ --output aligned/ --ext png     # any format OpenCV reads, e.g. .pgm
 insightgluon align --layout lfw --input lfw/ --output lfw_aligned/
 insightgluon align --layout landmarks --landmarks lfw_landmark.txt --input lfw/ --output lfw_aligned/
 insightgluon align --layout megaface --list megaface_features_list.json_1000000_1 --input FlickrFinal2/ --output out/
@@ -14,8 +15,9 @@ import sys
 from typing import List, Optional
 
 from insightgluon.align.layouts import LAYOUT_PRESETS, LAYOUTS, build_jobs
-from insightgluon.align.pipeline import NO_FACE_ACTIONS, FaceAligner, run_jobs
+from insightgluon.align.pipeline import NO_FACE_ACTIONS, FaceAligner, run_jobs, with_crop_names
 from insightgluon.errors import ConfigError
+from insightgluon.outputs import output_dir, output_file
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-face", choices=NO_FACE_ACTIONS, default="center",
                    help="photo without a face: legacy centre crop, or skip it")
     p.add_argument("--batch-size", type=int, default=16, help="photos detected together")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops")
+    p.add_argument("--ext", default="", help="format of the crops (jpg, png, bmp, pgm, ppm, tif, webp, ...); "
+                   "default: each photo's own format when it can hold a crop, else jpg")
+    p.add_argument("--quality", type=int, default=95, help="quality of JPEG and WebP crops")
     p.add_argument("--report", default="", help="faces-not-found report (default OUTPUT/align_report.tsv)")
     p.add_argument("--lst", default="", help="legacy .lst of the crops (default OUTPUT/aligned.lst when "
                    "the input has identity sub-directories)")
@@ -75,6 +79,24 @@ def _detector(args):
     return MTCNN.from_preset(preset, **overrides)
 
 
+def _check_outputs(args) -> str:
+    """Every file and folder this run will write, checked before the first photo; returns the report path."""
+    from insightgluon.align.export import crop_pairs
+    from insightgluon.data.image import crop_extension
+
+    crop_extension("", args.ext)  # a bad --ext fails now, not after the alignment
+    output_dir(args.output, "--output")
+    report = output_file(args.report or os.path.join(args.output, "align_report.tsv"), "--report")
+    if args.lst:
+        output_file(args.lst, "--lst")
+    if args.bin:
+        output_file(args.bin, "--bin")
+        crop_pairs(args.pairs, args.output, args.ext)  # a bad pairs file fails now too
+    if args.to_rec:
+        output_dir(args.to_rec, "--to-rec")
+    return report
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     args.layout = args.layout or ("landmarks" if args.landmarks else "folder")
@@ -84,10 +106,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError("--pairs and --bin go together")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
-    jobs = build_jobs(args.layout, args.input, args.landmarks, args.image_list)
+    report = _check_outputs(args)
+    jobs = with_crop_names(build_jobs(args.layout, args.input, args.landmarks, args.image_list), args.ext)
     needs_detector = any(job.landmarks is None for job in jobs)
     aligner = FaceAligner(_detector(args) if needs_detector else None, args.image_size, args.margin, args.no_face)
-    report = args.report or os.path.join(args.output, "align_report.tsv")
     counts = run_jobs(jobs, args.output, aligner, report, args.batch_size, args.quality)
     sys.stdout.write(f"{len(jobs)} photos: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                      + f"; report: {report}\n")
@@ -103,7 +125,7 @@ def _write_outputs(args, jobs) -> None:
         lst = args.lst or os.path.join(args.output, "aligned.lst")
         sys.stdout.write(f"wrote {lst}: {export.write_lst(lst, jobs, args.output)} crops\n")
     if args.bin:
-        pairs = export.write_pairs_bin(args.bin, args.pairs, args.output, args.image_size)
+        pairs = export.write_pairs_bin(args.bin, args.pairs, args.output, args.image_size, args.ext)
         sys.stdout.write(f"wrote {args.bin}: {pairs} pairs\n")
     if args.to_rec is not None:
         rec_dir = args.to_rec or args.output

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import List, Optional
 
+from insightgluon.outputs import output_dir
+
 logger = logging.getLogger("insightgluon.demo")
 
 # The demo run, tuned on this 2-core machine: a slim r18 (width x 0.25) on 56x56 inputs learns the
@@ -70,6 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.train.loop import tensorboard_dir
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    output_dir(args.output, "--output")
     data_dir = ensure_dataset(os.path.join(args.output, "data"), num_ids=args.num_ids,
                               imgs_per_id=args.imgs_per_id, pairs_per_bin=args.pairs_per_bin)
     prefix = os.path.join(args.output, "model", "demo")

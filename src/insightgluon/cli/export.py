@@ -11,6 +11,7 @@ import tempfile
 from typing import List, Optional
 
 from insightgluon.errors import ConfigError
+from insightgluon.outputs import output_file, output_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError(f"--model '{args.model}': export takes one prefix,epoch")
     prefix, epoch = models[0]
     image_hw = parse_image_size(args.image_size)
+    if args.strip_fc7:
+        output_prefix(args.strip_fc7, "--strip-fc7")
+    else:
+        output_file(args.output, "--output")
     if args.strip_fc7:
         from insightgluon.export.deploy import strip_fc7, write_checkpoint_metadata
 

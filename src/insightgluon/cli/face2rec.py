@@ -11,9 +11,9 @@ import os
 import sys
 from typing import Iterator, List, Optional, Tuple
 
-from tqdm import tqdm
-
 from insightgluon.errors import DataFormatError
+from insightgluon.outputs import output_dir
+from insightgluon.progress import progress
 
 log = logging.getLogger("insightgluon.face2rec")
 _SHOW = 5  # skipped files named in the log
@@ -45,7 +45,7 @@ def _samples(items, image_size, quality, skipped: List[str]) -> Iterator[Tuple[i
     from insightgluon.data.pack import load_aligned
 
     kept_of_label, label = 0, None
-    for item in tqdm(items, desc="face2rec", unit="img", disable=None):
+    for item in progress(items, desc="face2rec", unit="img"):
         if item.label != label:
             if label is not None and not kept_of_label:
                 raise DataFormatError(f"{os.path.dirname(item.path)}: identity {label} has no decodable image")
@@ -79,6 +79,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             build_parser().error("--output is required for a folder input")
         report = scan_folder(args.input)
         output = args.output
+    output_dir(output, "--output")
     undecodable: List[str] = []
     prop = write_face_dataset(output, _samples(report.items, (height, width), args.quality, undecodable),
                               image_size=(height, width), num_classes=len(report.identities))

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from insightgluon.outputs import output_dir
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="insightgluon inspect", description=__doc__.split("\n\n")[0])
@@ -27,6 +29,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             count = int(args.dump[0])
         except ValueError:
             parser.error(f"--dump N DIR: N must be an integer, got {args.dump[0]!r}")
+        output_dir(args.dump[1], "--dump")
+    if args.unpack:
+        output_dir(args.unpack, "--unpack")
     if args.path.endswith(".bin"):
         if args.unpack:
             parser.error("--unpack applies to .rec datasets; use --dump for a .bin")

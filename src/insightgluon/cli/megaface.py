@@ -17,6 +17,7 @@ import tempfile
 from typing import List, Optional
 
 from insightgluon.errors import ConfigError, DataFormatError
+from insightgluon.outputs import output_dir, output_file
 
 LOG = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def _resolve(images: List[str], root: str) -> List[str]:
 def run_gen(args) -> int:
     from insightgluon.eval import megaface as M
 
+    output_dir(args.output, "--output")
     size = _size(args.image_size)
     suffix = f"{args.algo}_{size[0]}x{size[1]}"
     embedders = _embedders(args)
@@ -137,6 +139,8 @@ def run_gen(args) -> int:
 def run_remove_noises(args) -> int:
     from insightgluon.eval import megaface as M
 
+    output_dir(args.facescrub_feature_dir_out, "--facescrub-feature-dir-out")
+    output_dir(args.megaface_feature_dir_out, "--megaface-feature-dir-out")
     counts = M.remove_noises(M.read_image_list(args.facescrub_lst), M.read_image_list(args.megaface_lst),
                              M.read_noise_list(args.facescrub_noises), M.read_noise_list(args.megaface_noises),
                              args.facescrub_feature_dir, args.facescrub_feature_dir_out,
@@ -162,6 +166,8 @@ def run_evaluate(args) -> int:
     from insightgluon.eval.megaface import load_features
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.out_root:
+        output_dir(args.out_root, "out_root")
     probe_files = _find(args.probe_dir, args.file_ending)
     labels = [os.path.basename(os.path.dirname(p)) for p in probe_files]
     probes = load_features(probe_files, progress="probes")
@@ -177,6 +183,7 @@ def run_evaluate(args) -> int:
 
 
 def run_devkit(args) -> int:
+    output_dir(args.out_root, "out_root")
     script = os.path.join(args.devkit_dir, "run_experiment.py")
     if not os.path.isfile(script):
         raise ConfigError(f"{script}: not found; download the MegaFace devkit (see megaface/README.md)")
@@ -199,6 +206,8 @@ def run_identify(args) -> int:
     from insightgluon.eval.megaface import _read_rgb
 
     size = _size(args.image_size)
+    if args.json:
+        output_file(args.json, "--json")
     gal, probe, dis = split_identity_folder(args.data, args.gallery_per_id, args.seed, args.distractors)
     embedders = _embedders(args)
 
@@ -228,7 +237,8 @@ def split_identity_folder(root: str, gallery_per_id: int = 1, seed: int = 0, dis
     """
     import numpy as np
 
-    exts = (".jpg", ".jpeg", ".png", ".bmp")
+    from insightgluon.data.image import IMAGE_EXTENSIONS as exts
+
     if not os.path.isdir(root):
         raise DataFormatError(f"{root}: no such identity folder")
     rng = np.random.default_rng(seed)

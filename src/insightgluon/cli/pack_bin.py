@@ -10,10 +10,10 @@ import os
 import sys
 from typing import List, Optional
 
-from tqdm import tqdm
-
 from insightgluon.data.pack import LFW_PATTERN
 from insightgluon.errors import DataFormatError
+from insightgluon.outputs import output_file
+from insightgluon.progress import progress
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +39,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         assert len(size) == 2
     except (ValueError, AssertionError):
         raise DataFormatError(f"--image-size: expected H,W, got {args.image_size!r}") from None
+    output_file(args.output, "--output")
     root = args.image_root or os.path.dirname(os.path.abspath(args.pairs))
     pairs = parse_pairs(args.pairs, root, args.pattern)
     bins, issame = [], []
-    for a, b, same, where in tqdm(pairs, desc="pack-bin", unit="pair", disable=None):
+    for a, b, same, where in progress(pairs, desc="pack-bin", unit="pair"):
         for path in (a, b):
             if not os.path.isfile(path):
                 raise DataFormatError(f"{where}: image {path} does not exist")

@@ -9,6 +9,8 @@ import os
 import sys
 from typing import List, Optional
 
+from insightgluon.outputs import output_dir, output_file
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="insightgluon synth", description=__doc__.split("\n\n")[0],
@@ -33,6 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.pairs < 2 or args.pairs % 2 or args.num_val_ids < 2 or args.num_ids < 1 or args.imgs_per_id < 1:
         build_parser().error("need --num-ids, --imgs-per-id >= 1, --num-val-ids >= 2 and an even --pairs >= 2")
+    output_dir(args.output, "--output")
+    if args.preview:
+        output_file(args.preview, "--preview")
     make_synthetic_dataset(args.output, num_ids=args.num_ids, imgs_per_id=args.imgs_per_id,
                            num_val_ids=args.num_val_ids, pairs_per_bin=args.pairs, seed=args.seed,
                            image_size=args.image_size, num_workers=args.workers)

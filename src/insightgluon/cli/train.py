@@ -1,16 +1,25 @@
 """``insightgluon train`` (= ``train_softmax.py``): the legacy flags, yaml configs, distributed launch.
 
 Precedence: field defaults < yaml files (``--config a.yml`` and ``@b.yml``, in
-order) < flags typed on the command line.
+order) < flags typed on the command line. Without ``--data-dir`` the run trains
+on the synthetic faces (see :mod:`insightgluon.data.cache`); without a GPU, on
+the CPU. Devices and the checkpoint folder are checked before any data is made.
 """
 import argparse
+import dataclasses
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from insightgluon.config import TrainConfig, coerce
 from insightgluon.errors import ConfigError
+from insightgluon.outputs import output_prefix
 
 logger = logging.getLogger("insightgluon.train")
+
+# Per-device batch on CPU contexts when none is chosen: r100 then needs about 5 GB, and the
+# multiple of 5 keeps the triplet loss's 5 images per identity possible.
+CPU_PER_BATCH_SIZE = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +121,12 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, arg
     args = parser.parse_args(rest)
     values = {f.name: getattr(args, f.name) for f in TrainConfig.knobs()}
     values["config"] = ",".join(files)
+    # Which knobs the user chose (in a file or typed), so machine-dependent defaults leave them alone.
+    unset = object()
+    probe = build_parser()
+    probe.set_defaults(**{f.name: unset for f in TrainConfig.knobs()})
+    typed = vars(probe.parse_args(rest))
+    args.chosen = set(from_files) | {name for name, value in typed.items() if value is not unset}
     return TrainConfig(**values), args
 
 
@@ -131,20 +146,96 @@ def _worker_argv(argv: Sequence[str]) -> List[str]:
     return out
 
 
+def check_devices(cfg: TrainConfig, env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Check the requested devices against the GPUs MXNet sees; returns the environment to resolve with.
+
+    ``--gpus``/``--ctx gpu...`` beyond the GPUs present is a one-line error. A
+    ``CUDA_VISIBLE_DEVICES`` inherited from the shell on a machine without GPUs
+    is ignored with a warning, and the run trains on the CPU.
+    """
+    import mxnet as mx
+
+    from insightgluon.train.distributed import parse_contexts
+
+    env = dict(os.environ if env is None else env)
+    available = mx.context.num_gpus()
+    wanted = [c for c in parse_contexts(cfg.gpus, cfg.ctx, env) if c.startswith("gpu")]
+    flag = "--ctx" if cfg.ctx.strip() else "--gpus" if cfg.gpus.strip() else ""
+    if wanted and not flag and not available:
+        logger.warning("CUDA_VISIBLE_DEVICES=%s, but MXNet sees no GPU: training on the CPU",
+                       env.pop("CUDA_VISIBLE_DEVICES"))
+        return env
+    highest = max((int(c[4:-1]) for c in wanted), default=-1)
+    if highest >= available:
+        value = cfg.ctx if flag == "--ctx" else cfg.gpus or env.get("CUDA_VISIBLE_DEVICES", "")
+        seen = "no GPU (a CPU-only MXNet build or no CUDA device)" if not available else f"{available} GPU(s)"
+        hint = "leave it out to train on the CPU" if not available else "use ids below that"
+        raise ConfigError(f"{flag or 'CUDA_VISIBLE_DEVICES'} {value}: MXNet sees {seen} on this machine; {hint}")
+    return env
+
+
+def cpu_defaults(cfg: TrainConfig, chosen: set, env: Mapping[str, str]) -> TrainConfig:
+    """On CPU contexts, a per-device batch a CPU can hold unless the user chose one.
+
+    The legacy 128 is per GPU; r100 at 128 needs about 20 GB of memory on a CPU.
+    """
+    from insightgluon.train.distributed import parse_contexts
+
+    on_cpu = all(c.startswith("cpu") for c in parse_contexts(cfg.gpus, cfg.ctx, env))
+    if not on_cpu or "per_batch_size" in chosen:
+        return cfg
+    logger.info("--per-batch-size %d on the CPU (the legacy %d is per GPU and would need tens of GB "
+                "for large networks); pass --per-batch-size to choose", CPU_PER_BATCH_SIZE, cfg.per_batch_size)
+    return dataclasses.replace(cfg, per_batch_size=CPU_PER_BATCH_SIZE)
+
+
+def _describe_devices(cfg: TrainConfig) -> str:
+    if any(c.startswith("gpu") for c in cfg.contexts):
+        return f"devices: {', '.join(cfg.contexts)}"
+    how = "as asked" if cfg.ctx.strip() else "no GPU given or found"
+    return (f"devices: training on the CPU ({how}): {', '.join(cfg.contexts)} with "
+            f"{os.environ.get('OMP_NUM_THREADS', '?')} OpenMP threads; large networks take minutes per "
+            "speed line here")
+
+
+def with_data(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with a data directory: the one given (it must exist), else the default data.
+
+    See :mod:`insightgluon.data.cache` for the default (the synthetic faces, generated once).
+    """
+    if cfg.data_dir:
+        if not os.path.isdir(cfg.data_dir):
+            raise ConfigError(f"--data-dir {cfg.data_dir}: no such folder (leave --data-dir out to train on "
+                              "the synthetic faces)")
+        return cfg
+    from insightgluon.data.cache import default_data
+
+    data = default_data()
+    logger.info("%s", data.describe())
+    return dataclasses.replace(cfg, data_dir=data.path)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``insightgluon train``."""
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg, args = parse_config(argv)
+    env = check_devices(cfg)
+    cfg = cpu_defaults(cfg, args.chosen, env)
+    if not cfg.dry_run:
+        output_prefix(cfg.prefix)
+    given_data = bool(cfg.data_dir)
+    cfg = with_data(cfg)
     if args.launch_dist:
         from insightgluon.train.distributed import launch_local
 
-        worker_argv = _worker_argv(argv)
+        worker_argv = _worker_argv(argv) + ([] if given_data else ["--data-dir", cfg.data_dir])
         if not cfg.kvstore.startswith("dist"):
             worker_argv += ["--kvstore", "dist_sync"]
         return launch_local(args.launch_dist, worker_argv, num_servers=args.num_servers)
-    cfg = cfg.resolve()
+    cfg = cfg.resolve(env=env)
+    logger.info("%s", _describe_devices(cfg))
     from insightgluon.train import train
 
     result = train(cfg)

@@ -20,6 +20,7 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from insightgluon.errors import CheckpointError, ConfigError, DataFormatError
+from insightgluon.outputs import output_dir, output_file
 
 LOG = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.batch_size < 1 or args.nfolds < 2:
         raise ConfigError("--batch-size must be >= 1 and --nfolds >= 2")
+    if args.json:
+        output_file(args.json, "--json")
+    if args.roc_dir:
+        output_dir(args.roc_dir, "--roc-dir")
     size = _image_size(args.image_size)
     ctx = parse_ctx(args.ctx, args.gpu)
     models = expand_model_spec(args.model)

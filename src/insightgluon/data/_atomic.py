@@ -16,8 +16,12 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "wb") -> Iterator:
-    """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds."""
+    """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds.
+
+    Missing parent folders are created.
+    """
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, mode) as f:

@@ -20,6 +20,7 @@ import numpy as np
 from insightgluon.data._atomic import atomic_file
 from insightgluon.data.image import decode_jpeg, resize_to
 from insightgluon.errors import DataFormatError
+from insightgluon.progress import progress
 
 # (module, name) pairs a .bin may reference. NumPy moved ``core`` to ``_core`` in 2.0.
 _ALLOWED_GLOBALS = {
@@ -132,6 +133,6 @@ def decode_bin(path: str, image_size=(112, 112)) -> Tuple[np.ndarray, np.ndarray
     bins, issame = load_bin(path)
     height, width = int(image_size[0]), int(image_size[1])
     images = np.empty((len(bins), height, width, 3), dtype=np.uint8)
-    for i, b in enumerate(bins):
+    for i, b in enumerate(progress(bins, desc=f"decoding {os.path.basename(path)}", unit="img", leave=False)):
         images[i] = resize_to(decode_jpeg(b, f"{path}: image {i}"), (height, width))
     return images, issame

@@ -13,12 +13,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from insightgluon.data.image import decode_jpeg, encode_jpeg, resize_to
+from insightgluon.data.image import IMAGE_EXTENSIONS, decode_jpeg, encode_jpeg, resize_to
 from insightgluon.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _JPEG_SOI = b"\xff\xd8"
 
 

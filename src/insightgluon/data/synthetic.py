@@ -13,13 +13,13 @@ from typing import Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from insightgluon.data._atomic import atomic_dir
 from insightgluon.data.bin import save_bin
 from insightgluon.data.faces import identity_params, render_face
 from insightgluon.data.image import encode_jpeg
 from insightgluon.data.recordio import write_face_dataset
+from insightgluon.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,13 @@ def pair_plan(num_pairs: int, first_id: int, num_ids: int, rng: np.random.Genera
     return plan
 
 
-def _imap(fn, jobs: Sequence, num_workers: int, desc: str) -> Iterator:
-    bar = dict(total=len(jobs), desc=desc, unit="job", disable=None, leave=False)
+def _imap(fn, jobs: Sequence, num_workers: int, desc: str, unit: str) -> Iterator:
+    bar = dict(total=len(jobs), desc=f"synth {desc}", unit=unit)
     if num_workers <= 1:
-        yield from tqdm(map(fn, jobs), **bar)
+        yield from progress(map(fn, jobs), **bar)
         return
     with multiprocessing.get_context("fork").Pool(num_workers) as pool:
-        yield from tqdm(pool.imap(fn, jobs, chunksize=8), **bar)
+        yield from progress(pool.imap(fn, jobs, chunksize=8), **bar)
 
 
 def make_synthetic_dataset(out_dir: str, num_ids: int = 500, imgs_per_id: int = 20, num_val_ids: int = 100,
@@ -125,14 +125,14 @@ def make_synthetic_dataset(out_dir: str, num_ids: int = 500, imgs_per_id: int = 
                          f"(got {num_val_ids} ids, {pairs_per_bin} pairs)")
     with atomic_dir(out_dir) as tmp:
         jobs = [(seed, g, imgs_per_id, image_size) for g in range(num_ids)]
-        samples = ((label, jpeg) for label, jpegs in enumerate(_imap(_render_identity_star, jobs, num_workers, "train"))
-                   for jpeg in jpegs)
+        rendered = _imap(_render_identity_star, jobs, num_workers, "train", "identity")
+        samples = ((label, jpeg) for label, jpegs in enumerate(rendered) for jpeg in jpegs)
         write_face_dataset(tmp, samples, image_size=(image_size, image_size))
         for pack, (name, (pose_a, pose_b, drift)) in enumerate(VERIFICATION_PACKS.items()):
             first = num_ids + pack * num_val_ids
             plan = pair_plan(pairs_per_bin, first, num_val_ids, np.random.default_rng([seed, 3, pack]))
             jobs = [(seed, pack, i, a, b, pose_a, pose_b, drift, image_size) for i, (a, b, _) in enumerate(plan)]
-            bins = [jpeg for pair in _imap(_render_pair_star, jobs, num_workers, name) for jpeg in pair]
+            bins = [jpeg for pair in _imap(_render_pair_star, jobs, num_workers, name, "pair") for jpeg in pair]
             save_bin(os.path.join(tmp, f"{name}.bin"), bins, [same for _, _, same in plan])
     log.info("synthetic dataset in %s: %d identities x %d images, packs %s of %d pairs", out_dir, num_ids,
              imgs_per_id, ", ".join(VERIFICATION_PACKS), pairs_per_bin)

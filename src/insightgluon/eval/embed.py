@@ -6,7 +6,7 @@ batch re-uses a full window, as the 2018 code did, so a hybridized
 ``static_shape`` graph never recompiles), originals and their mirror images
 are forwarded together, and the two embeddings are summed and L2-normalised.
 """
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -94,22 +94,24 @@ class Embedder:
             start = max(0, end - bs)
             yield start, end, end - begin
 
-    def embed(self, images_nhwc: np.ndarray, progress: Optional[str] = None,
+    def embed(self, images_nhwc: np.ndarray, progress: Union[str, bool, None] = None,
               keep_plain: bool = False):
         """Embed every image; see :func:`embed_images` for the return values.
 
+        ``progress`` labels the progress report (default ``"embedding"``);
+        False reports nothing (a caller counting a larger job itself).
         ``keep_plain`` also returns the normalised embeddings of the originals
         alone (no flip), which costs nothing extra.
         """
-        from tqdm import tqdm
+        from insightgluon.progress import Progress
 
         num = len(images_nhwc)
         if num == 0:
             raise ValueError("no images to embed")
         emb = plain = None
         norm_sum, norm_count = 0.0, 0
-        with tqdm(total=num, desc=progress or "embedding", unit="img", disable=None,
-                  leave=False) as bar:
+        with Progress(total=num, desc=progress or "embedding", unit="img", leave=False,
+                      enabled=progress is not False) as bar:
             for start, end, keep in self.batches(num):
                 raw = self.forward(images_nhwc[start:end])
                 raw = raw[:, -keep:] if self.flip else raw[-keep:]
@@ -146,7 +148,7 @@ def embed_images(model: Callable, images_uint8_nhwc: np.ndarray, ctx_list=None,
     flip : bool
         Sum the embeddings of each image and its mirror before normalising.
     progress : str, optional
-        Label of the progress bar (shown only on a terminal).
+        Label of the progress report (a bar on a terminal, log lines otherwise).
 
     Returns
     -------

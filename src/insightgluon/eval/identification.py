@@ -159,7 +159,7 @@ def megaface_identification(probes: np.ndarray, probe_labels: Sequence, distract
     -------
     IdentificationResult
     """
-    from tqdm import tqdm
+    from insightgluon.progress import Progress
 
     probes = np.ascontiguousarray(probes, dtype=np.float32)
     labels = np.asarray(probe_labels)
@@ -179,8 +179,7 @@ def megaface_identification(probes: np.ndarray, probe_labels: Sequence, distract
     impostors = _TopImpostors(int(np.floor(far * len(probes) * sizes[-1] + 1e-9)) + 1)
     cmc, tar = {}, {}
     start = 0
-    with tqdm(total=sizes[-1], desc="distractors", unit="img", disable=None if progress else True,
-              leave=False) as bar:
+    with Progress(total=sizes[-1], desc="distractors", unit="img", enabled=bool(progress), leave=False) as bar:
         for size in sizes:
             while start < size:
                 stop = min(start + chunk_size, size)

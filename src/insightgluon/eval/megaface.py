@@ -98,10 +98,10 @@ def feature_path(root: str, image_path: str, suffix: str, depth: int) -> str:
 
 def load_features(paths: Sequence[str], dtype=np.float32, progress: Optional[str] = None) -> np.ndarray:
     """Stack feature files into ``(N, D)`` (``dtype`` float16 halves the memory)."""
-    from tqdm import tqdm
+    from insightgluon.progress import progress as report
 
     out = None
-    for i, path in enumerate(tqdm(paths, desc=progress or "features", disable=None, leave=False)):
+    for i, path in enumerate(report(paths, desc=progress or "features", unit="file", leave=False)):
         vec = read_feature(path)
         if out is None:
             out = np.empty((len(paths), len(vec)), dtype=dtype)
@@ -146,9 +146,8 @@ def generate_features(embedders: Sequence, jobs: Iterable[Tuple[str, str]], size
     -------
     (written, skipped)
     """
-    from tqdm import tqdm
-
     from insightgluon.eval.embed import l2_normalize
+    from insightgluon.progress import progress
 
     written = skipped = 0
     pending: List[Tuple[np.ndarray, str]] = []
@@ -158,14 +157,14 @@ def generate_features(embedders: Sequence, jobs: Iterable[Tuple[str, str]], size
         if not pending:
             return
         batch = np.stack([img for img, _ in pending])
-        feats = l2_normalize(np.concatenate([e.embed(batch)[0] for e in embedders], axis=1))
+        feats = l2_normalize(np.concatenate([e.embed(batch, progress=False)[0] for e in embedders], axis=1))
         for (_, out), vec in zip(pending, feats):
             os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
             write_feature(out, vec)
         written += len(pending)
         pending.clear()
 
-    for image_path, out_path in tqdm(jobs, total=total, desc="features", unit="img", disable=None):
+    for image_path, out_path in progress(jobs, total=total, desc="features", unit="img"):
         rgb = _read_rgb(image_path, size)
         if rgb is None:
             skipped += 1

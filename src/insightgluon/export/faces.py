@@ -14,11 +14,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from insightgluon.data.image import IMAGE_EXTENSIONS
 from insightgluon.errors import CheckpointError, ConfigError, DataFormatError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_NAME = ".insightgluon-embeddings.npz"
 
 

@@ -19,7 +19,7 @@ class NonFiniteLossError(InsightGluonError):
 
 
 class SpeedMonitor:
-    """Speed / loss / accuracy / lr line every ``frequent`` batches, and a progress bar.
+    """Speed / loss / accuracy / lr line every ``frequent`` batches, and a progress report.
 
     The line keeps the MXNet Speedometer shape of the legacy logs
     (``Epoch[e] Batch [a-b]\\tSpeed: X samples/sec\\tacc=...``) and adds loss,
@@ -35,10 +35,12 @@ class SpeedMonitor:
         self._count = 0
         self._bar = None
         if progress:
-            from tqdm import tqdm
+            from insightgluon.progress import Progress
 
-            self._bar = tqdm(total=total_steps or None, initial=start_step, unit="batch",
-                             disable=None, dynamic_ncols=True, leave=False)
+            # Off a terminal the speed lines are the progress report; the bar only adds a
+            # line when none came for 30 s (a large network on a CPU takes minutes per line).
+            self._bar = Progress(total=total_steps or None, desc="train", unit="batch", initial=start_step,
+                                 leave=False, every_fraction=0)
 
     def update(self, mbatch: int, epoch: int, batch_in_epoch: int, loss: float, acc: float,
                lr: float) -> Optional[Dict[str, float]]:
@@ -61,7 +63,8 @@ class SpeedMonitor:
                     epoch, max(1, batch_in_epoch - self._count + 1), batch_in_epoch, speed, stats["acc"],
                     stats["loss"], lr, eta)
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}", refresh=False)
+            self._bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['acc']:.3f}")
+            self._bar.touch()
         self._tic, self._loss, self._acc, self._count = now, 0.0, 0.0, 0
         return stats
 
