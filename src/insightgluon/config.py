@@ -84,6 +84,8 @@ class TrainConfig:
     use_deformable: int = knob(0, "accepted for compatibility; unused (as in 2018)", N)
     emb_size: int = knob(512, "embedding width (fc1)", N)
     bn_mom: float = knob(0.9, "batch-norm momentum", N)
+    dtype: str = knob("fp32", "compute precision: fp32; bf16 (CPUs with avx512_bf16/AMX); fp16 (GPUs, loss "
+                      "scaling). Weights, optimiser and checkpoints stay fp32", N, choices=("fp32", "bf16", "fp16"))
     image_size: str = knob("112,112", "input 'H,W' (112,96 for SphereNet); empty: from the property file", N)
     # --- optimiser and schedule
     lr: float = knob(0.1, "base learning rate", O)
@@ -191,6 +193,7 @@ class TrainConfig:
         from insightgluon.data.property import read_property
         from insightgluon.losses import loss_name
         from insightgluon.networks.base import default_head
+        from insightgluon.precision import check_dtype
         from insightgluon.train.distributed import num_dist_workers, parse_contexts
 
         env = os.environ if env is None else env
@@ -202,6 +205,7 @@ class TrainConfig:
         prop = read_property(property_path or self.data_dir)
         image_hw = parse_image_size(self.image_size) if self.image_size else (prop.height, prop.width)
         contexts = parse_contexts(self.gpus, self.ctx, env)
+        check_dtype(self.dtype, contexts)
         workers = num_dist_workers(self.kvstore, env)
         global_batch = self.per_batch_size * len(contexts) * workers
         updates: Dict[str, Any] = {}

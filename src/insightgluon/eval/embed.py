@@ -78,6 +78,8 @@ class Embedder:
             out = self.model(part)
             if isinstance(out, (list, tuple)):
                 out = out[0]
+            if out.dtype != np.float32:  # a network computing in bfloat16/float16
+                out = mx.nd.amp_cast(out, dtype="float32")
             outs.append(out.reshape((out.shape[0], -1)).asnumpy())
         emb = np.concatenate(outs, axis=0).astype(np.float32, copy=False)
         return emb.reshape(2, len(images), -1) if self.flip else emb

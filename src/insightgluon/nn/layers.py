@@ -6,6 +6,15 @@ statistics ``running_mean``; the legacy graphs call them ``conv0``/``bn0`` and
 and use it for both, so ``collect_params()`` keys are ``conv0_weight``,
 ``bn0_moving_mean``, ... and an exported graph has ``fc1_output`` like a 2018
 checkpoint. Every layer is a ``HybridBlock`` written with ``F.*`` only.
+
+Mixed precision: every layer computes in its ``compute_dtype`` (set on a whole
+network by :func:`set_compute_dtype`). Parameters always stay float32 (the
+master weights the optimiser updates, and what checkpoints hold); a layer with
+weights casts its input and weights to the compute dtype, so convolutions and
+dense layers run in bfloat16 (CPU) or float16 (GPU) and their gradients come
+back to the float32 weights through the cast. BatchNorm takes low-precision
+input with float32 parameters and statistics; operators without a bfloat16
+kernel in MXNet 1.9 (``Dropout``, ``LeakyReLU``) run in float32.
 """
 import mxnet as mx
 from mxnet.gluon import HybridBlock
@@ -16,8 +25,23 @@ MXNET_BN_EPS = 1e-3
 LEGACY_BN_EPS = 2e-5
 
 
+# Precisions a network can compute in (``--dtype``); parameters stay float32 in every case.
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def mx_dtype(name: str):
+    """The dtype object MXNet's operators take for ``name`` (NumPy has no bfloat16)."""
+    if name == "bfloat16":
+        from mxnet.contrib.amp.amp import bfloat16
+
+        return bfloat16
+    return name
+
+
 class LegacyNamed(HybridBlock):
     """Base of a layer whose parameters are ``<name>_<param>`` and whose operator is ``<name>``."""
+
+    compute_dtype = "float32"
 
     def __init__(self, name):
         super().__init__(prefix=f"{name}_")
@@ -26,6 +50,58 @@ class LegacyNamed(HybridBlock):
     def _raw_names(self):
         """A name manager without the block prefix, so an operator is called exactly ``op_name``."""
         return mx.name.NameManager()
+
+    def _low(self, F, *arrays):
+        """``arrays`` cast to the compute dtype (unchanged in float32; None stays None)."""
+        if self.compute_dtype == "float32":
+            return arrays
+        dtype = mx_dtype(self.compute_dtype)
+        return tuple(None if a is None else F.amp_cast(a, dtype=dtype) for a in arrays)
+
+    def _float32(self, F, x):
+        """``x`` in float32, for operators without a low-precision kernel."""
+        return x if self.compute_dtype == "float32" else F.amp_cast(x, dtype="float32")
+
+
+def compute_dtype(block) -> str:
+    """The compute dtype of ``block``'s layers (that of the first one found; float32 if none)."""
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, LegacyNamed):
+            return current.compute_dtype
+        stack.extend(current._children.values())
+    return "float32"
+
+
+def float32_symbol(block, data_name: str = "data"):
+    """``block``'s graph on a float32 input variable, computed in float32 whatever its dtype.
+
+    Checkpoints are written from this graph, so they load anywhere (``mx.mod.Module``,
+    the 2018 code, ONNX) no matter the precision a network was trained in.
+    """
+    dtype = compute_dtype(block)
+    set_compute_dtype(block, "float32")
+    try:
+        return block(mx.sym.var(data_name, dtype="float32"))
+    finally:
+        set_compute_dtype(block, dtype)
+
+
+def set_compute_dtype(block, dtype: str) -> None:
+    """Make every layer of ``block`` compute in ``dtype`` (one of :data:`COMPUTE_DTYPES`).
+
+    Parameters are untouched (float32). A hybridized block must be hybridized again
+    (``block.hybridize(...)``) for the change to reach its cached graph.
+    """
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute dtype {dtype!r}: expected one of {', '.join(COMPUTE_DTYPES)}")
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, LegacyNamed):
+            current.compute_dtype = dtype
+        stack.extend(current._children.values())
 
 
 class Conv(LegacyNamed):
@@ -47,6 +123,7 @@ class Conv(LegacyNamed):
                                     allow_deferred_init=True) if use_bias else None
 
     def hybrid_forward(self, F, x, weight, bias=None):
+        x, weight, bias = self._low(F, x, weight, bias)
         with self._raw_names():
             if bias is None:
                 return F.Convolution(x, weight, name=self.op_name, **self._kwargs)
@@ -94,6 +171,7 @@ class Dense(LegacyNamed):
                                     allow_deferred_init=True) if use_bias else None
 
     def hybrid_forward(self, F, x, weight, bias=None):
+        x, weight, bias = self._low(F, x, weight, bias)
         with self._raw_names():
             if bias is None:
                 return F.FullyConnected(x, weight, name=self.op_name, **self._kwargs)
@@ -109,6 +187,7 @@ class Dropout(LegacyNamed):
         self.p = p
 
     def hybrid_forward(self, F, x):
+        x = self._float32(F, x)  # no bfloat16 Dropout in MXNet 1.9
         with self._raw_names():
             return F.Dropout(x, p=self.p, name=self.op_name)
 

@@ -66,6 +66,7 @@ class PReLU(LegacyNamed):
         """Per-channel product ``slope[c] * x[:, c]`` as a 1x1 depthwise convolution."""
         # The (C, 1, 1, 1) weight is computed each call, never a reshaped view of
         # ``gamma``: MKLDNN reorders convolution weights in place when not training.
+        x, slope = self._low(F, x, slope)
         weight = F.reshape(slope, shape=(-1, 1, 1, 1), name=f"{name}_w4d")
         return F.Convolution(x, weight, kernel=(1, 1), num_filter=self.channels, num_group=self.channels,
                              no_bias=True, name=name)
@@ -74,7 +75,8 @@ class PReLU(LegacyNamed):
         name = self.op_name
         with self._raw_names():
             if not self.spatial:
-                # (N, C) input: plain broadcast arithmetic (no MKLDNN layout to keep).
+                # (N, C) input: plain broadcast arithmetic (no MKLDNN layout to keep), in float32.
+                x = self._float32(F, x)
                 negative = F._internal._minimum_scalar(x, scalar=0.0, name=f"{name}_neg")
                 scaled = F.broadcast_mul(negative, gamma.reshape((1, -1)), name=f"{name}_scale")
                 return F.elemwise_add(F.relu(x, name=f"{name}_pos"), scaled, name=name)
@@ -82,6 +84,7 @@ class PReLU(LegacyNamed):
             slope = F._internal._mul_scalar(gamma, scalar=1.0, name=f"{name}_w")
             minus_one = F._internal._minus_scalar(F._internal._mul_scalar(gamma, scalar=0.0, name=f"{name}_w0"),
                                                   scalar=1.0, name=f"{name}_wneg")
+            x, = self._low(F, x)
             positive = F.Activation(x, act_type="relu", name=f"{name}_pos")
             # add_n, not elemwise_add: MXNet 1.9's MKLDNN subgraph pass (on by default when a
             # symbolic executor such as Module binds the exported graph) fuses an
@@ -100,5 +103,6 @@ class NativePReLU(LegacyNamed):
                                      allow_deferred_init=True)
 
     def hybrid_forward(self, F, x, gamma):
+        x = self._float32(F, x)  # no bfloat16 LeakyReLU in MXNet 1.9
         with self._raw_names():
             return F.LeakyReLU(x, gamma=gamma, act_type="prelu", name=self.op_name)

@@ -74,22 +74,43 @@ def _commit(tmp: str, final: str) -> None:
 
 
 def save_deployable(net, prefix: str, index: int) -> Tuple[str, str]:
-    """Export the (hybridized, already run) backbone as ``PREFIX-symbol.json`` / ``PREFIX-NNNN.params``.
+    """Write the backbone as ``PREFIX-symbol.json`` / ``PREFIX-NNNN.params``, in float32.
 
-    Returns the two paths. The symbol file is replaced only after the params
-    file is complete, so a reader never pairs a new graph with missing weights.
+    The graph is the network's float32 one whatever precision it trains in (parameters
+    are float32 anyway), so a checkpoint of a bf16/fp16 run loads like any other. Returns
+    the two paths. The symbol file is replaced only after the params file is complete, so
+    a reader never pairs a new graph with missing weights.
     """
+    from insightgluon.nn import float32_symbol
+
     directory = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(directory, exist_ok=True)
     tmp_prefix = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
-    net.export(tmp_prefix, epoch=index)
+    symbol = float32_symbol(net)
     sym_tmp, params_tmp = f"{tmp_prefix}-symbol.json", f"{tmp_prefix}-{index:04d}.params"
+    _write_params(net, symbol, params_tmp)
+    symbol.save(sym_tmp)
     sym_path, params_path = f"{prefix}-symbol.json", f"{prefix}-{index:04d}.params"
     _commit(params_tmp, params_path)
     _commit(sym_tmp, sym_path)
     _fsync_dir(prefix)
     logger.info('Saved checkpoint to "%s"', params_path)
     return sym_path, params_path
+
+
+def _write_params(net, symbol, path: str) -> None:
+    """The arrays of ``symbol``'s variables under MXNet's ``arg:``/``aux:`` keys, averaged over the
+    devices as ``HybridBlock.export`` does (BatchNorm statistics differ per device)."""
+    import mxnet as mx
+
+    params = net.collect_params()
+    args, auxs = set(symbol.list_arguments()), set(symbol.list_auxiliary_states())
+    arrays = {}
+    for name, param in params.items():
+        kind = "arg" if name in args else "aux" if name in auxs else None
+        if kind is not None:
+            arrays[f"{kind}:{name}"] = param._reduce()
+    mx.nd.save(path, arrays)
 
 
 def save_state(path: str, arrays: Dict[str, np.ndarray], meta: dict) -> None:

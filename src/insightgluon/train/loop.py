@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 # Fields that must match between a saved training state and the run resuming it.
 RESUME_KEYS = ("network", "emb_size", "loss", "num_classes", "global_batch", "seed", "image_hw",
                "version_se", "version_input", "version_output", "version_unit", "version_act",
-               "version_multiplier")
+               "version_multiplier", "dtype")
+# What a state written before a key existed was trained with.
+RESUME_DEFAULTS = {"dtype": "fp32"}
 
 
 @dataclass
@@ -101,7 +103,7 @@ class Session:
         saved = meta.get("config", {})
         for key in RESUME_KEYS:
             mine = getattr(self.cfg, key)
-            theirs = saved.get(key)
+            theirs = saved.get(key, RESUME_DEFAULTS.get(key))
             mine = list(mine) if isinstance(mine, tuple) else mine
             if theirs != mine:
                 raise CheckpointError(f"{path}: saved with {key}={theirs!r}, this run has {key}={mine!r}")
@@ -200,7 +202,7 @@ class Session:
         if index is not None and self.writes:
             self.model.assert_finite(mbatch)
             logger.info("saving %d", index)
-            result.saved.append(ckpt.save_deployable(self.model.deployable(), self.cfg.prefix, index)[1])
+            result.saved.append(ckpt.save_deployable(self.model.net, self.cfg.prefix, index)[1])
         logger.info("[%d]Accuracy-Highest: %1.5f", mbatch, self.policy.highest[-1])
 
 

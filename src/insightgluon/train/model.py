@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from insightgluon.errors import CheckpointError
+from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.train.callbacks import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class TrainModel:
         self.rank = 0
         self.distributed = False
         self.net = self.head = self.trainer = self.params = None
+        self.loss_scale = None  # DynamicLossScale of an fp16 run
 
     # -- construction --------------------------------------------------------------------------
     def build(self, dataset, kvstore, rank: int = 0, start_step: int = 0) -> None:
@@ -54,6 +55,8 @@ class TrainModel:
 
         from insightgluon.losses import create_loss
         from insightgluon.networks import get_network
+        from insightgluon.nn import set_compute_dtype
+        from insightgluon.precision import DTYPES, DynamicLossScale
 
         cfg = self.cfg
         self.rank = rank
@@ -62,6 +65,14 @@ class TrainModel:
                                version_input=cfg.version_input, version_output=cfg.version_output,
                                version_unit=cfg.version_unit, version_act=cfg.version_act,
                                version_multiplier=cfg.version_multiplier, bn_mom=cfg.bn_mom)
+        # Low precision is set before the first pass: an fp32 inference pass would let oneDNN
+        # reorder depthwise weights in place into a layout it cannot cast to bfloat16.
+        set_compute_dtype(self.net, DTYPES[cfg.dtype])
+        if cfg.dtype == "fp16":
+            if self.distributed:
+                raise ConfigError("--dtype fp16 with a dist_* kvstore is not supported: the loss-scale "
+                                  "overflow check needs the gradients before the servers apply them")
+            self.loss_scale = DynamicLossScale()
         hyper = {k: v for k, v in cfg.as_dict().items() if k not in ("loss", "num_classes", "emb_size")}
         if not cfg.sample_rate:
             del hyper["sample_rate"]  # 0: the loss's own default
@@ -100,8 +111,15 @@ class TrainModel:
 
         h, w = self.cfg.image_hw
         for ctx in self.ctx:
-            emb = self.net(mx.nd.zeros((1, 3, h, w), ctx=ctx))
-            self.head(emb, mx.nd.zeros((1,), ctx=ctx))
+            self.head(self.embed(mx.nd.zeros((1, 3, h, w), ctx=ctx)), mx.nd.zeros((1,), ctx=ctx))
+
+    def embed(self, x):
+        """The backbone's embedding of ``x``, in float32 whatever the compute precision (the
+        margin head and the loss run in float32)."""
+        import mxnet as mx
+
+        emb = self.net(x)
+        return emb if self.cfg.dtype == "fp32" else mx.nd.amp_cast(emb, dtype="float32")
 
     def _load_pretrained(self, spec: str) -> None:
         """Start from a checkpoint (ours, a 2018 one or a model-zoo file) where names and shapes fit.
@@ -175,14 +193,19 @@ class TrainModel:
                 # masks do not depend on how devices are spread over processes, nor on a restart.
                 # MXNet's CPU contexts share one generator: seed right before each forward pass.
                 mx.random.seed(_mix_seed(cfg.seed, mbatch, first_device + i), ctx=xi.context)
-                loss, logits = self.head(self.net(xi), yi)
+                loss, logits = self.head(self.embed(xi), yi)
                 losses.append(loss.sum())
                 if logits is not None:
                     first_logits = logits if first_logits is None else first_logits
                     hits.append(self.head.correct(logits, yi))
-        autograd.backward(losses)
+            scale = 1.0 if self.loss_scale is None else self.loss_scale.scale
+            backward = losses if scale == 1.0 else [loss * scale for loss in losses]
+        autograd.backward(backward)
         # Gradients are sums over the global batch: one normaliser for all devices and workers.
-        self.trainer.step(cfg.global_batch)
+        if self.loss_scale is None:
+            self.trainer.step(cfg.global_batch)
+        else:
+            self._scaled_update(scale)
         total = sum(float(l.asscalar()) for l in losses)
         correct = sum(float(h.asscalar()) for h in hits)
         n = len(labels)
@@ -193,10 +216,25 @@ class TrainModel:
             ce = ce_loss(first_logits, ys[0])
         return total / n, correct / n, ce
 
+    def _scaled_update(self, scale: float) -> None:
+        """fp16: the update from gradients of the loss times ``scale``, skipped on overflow."""
+        import mxnet as mx
+
+        self.trainer.allreduce_grads()
+        grads = [p.grad(self.ctx[0]) for p in self.params.values() if p.grad_req != "null"]
+        finite = bool(mx.nd.multi_all_finite(*grads, num_arrays=len(grads)).asscalar())
+        if self.loss_scale.update(finite):
+            self.trainer.update(self.cfg.global_batch * scale)
+        else:
+            logger.info("fp16: gradients overflowed at loss scale %g; step skipped, scale now %g",
+                        scale, self.loss_scale.scale)
+
     # -- state ---------------------------------------------------------------------------------
     def state_arrays(self) -> Dict[str, np.ndarray]:
         """Parameters of the first device (``param/NAME``) and optimiser states (``trainer``)."""
         arrays = {f"param/{k}": p.data(self.ctx[0]).asnumpy() for k, p in self.params.items()}
+        if self.loss_scale is not None:
+            arrays["loss_scale"] = np.asarray(self.loss_scale.state(), dtype=np.float64)
         if self.distributed:
             return arrays  # the optimiser states live on the parameter servers
         fd, tmp = tempfile.mkstemp(suffix=".states")
@@ -219,6 +257,8 @@ class TrainModel:
                 raise CheckpointError(f"{source}: parameter {name}: expected shape {tuple(param.shape)}, "
                                       f"found {found}")
             param.set_data(mx.nd.array(value, dtype=value.dtype))
+        if self.loss_scale is not None and "loss_scale" in arrays:
+            self.loss_scale.load(arrays["loss_scale"])
         if "trainer" not in arrays:
             logger.warning("%s: no optimiser state (saved by a dist_sync run): momentum restarts", source)
             return
@@ -236,16 +276,6 @@ class TrainModel:
             if not np.isfinite(param.data(self.ctx[0]).sum().asscalar()):
                 raise NonFiniteLossError(f"batch {mbatch}: parameter {name} holds NaN/inf (diverged: lower "
                                          "--lr); nothing was saved")
-
-    def deployable(self):
-        """The backbone, ready for ``HybridBlock.export`` (hybridized and run once)."""
-        import mxnet as mx
-
-        if not self.cfg.hybridize:
-            self.net.hybridize()
-            h, w = self.cfg.image_hw
-            self.net(mx.nd.zeros((1, 3, h, w), ctx=self.ctx[0]))
-        return self.net
 
     def checksum(self) -> float:
         """Sum of |trainable parameters| on the first device (identical across dist workers).
