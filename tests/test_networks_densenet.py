@@ -90,14 +90,30 @@ def test_options_the_2018_builder_did_not_read_are_ignored(option, value):
     assert _shapes(get_network("d121", **{option: value})) == _shapes(get_network("d121"))
 
 
-@pytest.mark.parametrize("option, value", [("version_output", "GDC"), ("version_output", "Z"),
-                                           ("version_output", "GNAP"), ("version_output", "EX"),
-                                           ("version_input", -1), ("version_input", "1"),
-                                           ("emb_size", 0)])
-def test_options_the_2018_builder_could_not_build_fail_with_one_line(option, value):
+@pytest.mark.parametrize("option, options", [
+    ("version_output", dict(version_output="K")), ("version_output", dict(version_output="EX")),
+    ("version_input", dict(version_input=-1)), ("version_input", dict(version_input="1")),
+    ("emb_size", dict(emb_size=0)), ("version_output", dict(version_output="GDC", version_input=0))])
+def test_options_the_2018_builder_could_not_build_fail_with_one_line(option, options):
     with pytest.raises(ConfigError, match=option) as err:
-        get_network("d121", **{option: value})
+        get_network("d121", **options)
     assert "\n" not in str(err.value)
+
+
+def test_the_later_2018_heads():
+    """GDC keeps 512 groups on d121's 1024 channels and fails to bind on d169's 1664 in 2018
+    (one group per channel here); GNAP takes a width other than 512 only above 512 in 2018
+    (here a 1x1 map to 512 below); Z is bn1 on the 7x7 map, flattened."""
+    gdc = _shapes(get_network("d121", emb_size=8, version_output="GDC"))
+    assert gdc["conv_6dw7_7_conv2d_weight"] == (512, 2, 7, 7) and gdc["pre_fc1_weight"] == (8, 512)
+    assert _shapes(get_network("d169", emb_size=8, version_output="GDC"))[
+        "conv_6dw7_7_conv2d_weight"] == (1664, 1, 7, 7)
+    assert _shapes(get_network("d121", emb_size=1024, version_output="GNAP"))[
+        "convx_weight"] == (1024, 1024, 1, 1)
+    assert _shapes(get_network("d121", emb_size=8, version_output="GNAP"))[
+        "convx_weight"] == (512, 1024, 1, 1)
+    sym = get_network("d121", version_output="Z")(mx.sym.var("data"))
+    assert sym.infer_shape(data=(1, 3, 112, 112))[1] == [(1, 1024 * 7 * 7)]
 
 
 def test_head_d_is_head_c_then_prelu_on_2018_values(tmp_path):

@@ -3,7 +3,7 @@ activations and BatchNorm settings; checkpoints of another variant or option are
 
 Shapes come from symbolic inference (no forward pass); the numerics against the 2018
 graphs are in ``test_networks_zoo.py`` (records ``p68``, ``p92``, ``p107``, ``p131``,
-``p68_input0``, ``p68_outputC``, ``p68_outputJ``).
+``p68_input0``, ``p68_outputC``, ``p68_outputJ``, ``p68_outputGNAP_emb1024``).
 """
 import json
 
@@ -24,9 +24,8 @@ GRAPH_2018 = {
     107: ((4, 8, 20, 3), (200, 4, 3, 3), (276, 576, 1088, 2176), 2688),
     131: ((4, 8, 28, 3), (160, 4, 3, 3), (272, 544, 1056, 2176), 2688),
 }
-# Heads of the 2018 get_fc1, and those that would only have fallen through to a bare dense layer.
-HEADS_2018 = ("E", "F", "G", "H", "I", "J", "A", "AX", "B", "BX", "C", "CX", "D", "DX")
-NOT_2018 = ("GDC", "GNAP", "GAP", "Z", "K")
+# Heads of the 2018 get_fc1 that take any width (GDC and GNAP are tested on their own).
+HEADS_2018 = ("E", "F", "G", "H", "I", "J", "A", "AX", "B", "BX", "C", "CX", "D", "DX", "GAP", "Z")
 
 
 def _graph(name="p68", **options):
@@ -108,16 +107,37 @@ def test_version_input_the_2018_builder_refused(value):
 def test_every_2018_head(head):
     _, sym = _graph(version_output=head)
     shapes, out = _shapes(sym)
-    assert out == ((1, 2368) if head.startswith("A") else (1, EMB))
-    pooled = head[0] in "ABCD"
+    assert out == {"A": (1, 2368), "AX": (1, 2368), "Z": (1, 2368 * 7 * 7)}.get(head, (1, EMB))
+    pooled = head[0] in "ABCD" or head == "GAP"
     assert ("arg:relu1_gamma" in shapes) == pooled
     assert ("arg:fc1_relu_gamma" in shapes) == head.startswith("D")
 
 
-@pytest.mark.parametrize("head", NOT_2018)
-def test_heads_the_2018_builder_did_not_build_are_refused(head):
+def test_gnap_above_512_is_the_2018_graph():
+    shapes, out = _shapes(get_network("p68", emb_size=1024, version_output="GNAP")(mx.sym.var("data")))
+    assert out == (1, 1024)
+    assert shapes["arg:convx_weight"] == (1024, 2368, 1, 1)
+    assert "arg:pre_fc1_weight" not in shapes and "arg:bn6w_gamma" not in shapes
+
+
+def test_heads_2018_could_not_build_on_2368_channels():
+    """2018's GDC (512 groups) and GNAP at emb_size <= 512 (a 512-channel attention map)
+    failed to bind on 2368 channels: GDC gets one group per channel, GNAP a 1x1 map to 512."""
+    gdc, out = _shapes(_graph(version_output="GDC")[1])
+    assert out == (1, EMB)
+    assert gdc["arg:conv_6dw7_7_conv2d_weight"] == (2368, 1, 7, 7)
+    assert gdc["arg:pre_fc1_weight"] == (EMB, 2368)
+    gnap, out = _shapes(_graph(version_output="GNAP")[1])
+    assert out == (1, EMB)
+    assert gnap["arg:convx_weight"] == (512, 2368, 1, 1)
+    assert gnap["arg:pre_fc1_weight"] == (EMB, 512)
+
+
+@pytest.mark.parametrize("options", [dict(version_output="K"),
+                                     dict(version_output="GDC", version_input=0)])
+def test_heads_that_cannot_be_built_are_refused(options):
     with pytest.raises(ConfigError, match="version_output") as err:
-        get_network("p68", version_output=head)
+        get_network("p68", **options)
     assert "\n" not in str(err.value)
 
 

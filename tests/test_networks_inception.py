@@ -144,13 +144,41 @@ def test_pooled_heads_use_prelu_like_2018():
     assert names == ["fc1_relu_gamma", "relu1_gamma"]
 
 
-@pytest.mark.parametrize("option, value", [("version_output", "GDC"), ("version_output", "Z"),
-                                           ("version_output", "GNAP"), ("version_input", -1),
-                                           ("version_input", "1"), ("emb_size", 0)])
-def test_values_the_2018_builder_could_not_build_are_refused(option, value):
+@pytest.mark.parametrize("option, options", [
+    ("version_output", dict(version_output="K")), ("version_input", dict(version_input=-1)),
+    ("version_input", dict(version_input="1")), ("emb_size", dict(emb_size=0)),
+    ("version_output", dict(version_output="GDC", version_input=0))])
+def test_values_the_2018_builder_could_not_build_are_refused(option, options):
     with pytest.raises(ConfigError, match=option) as err:
-        get_network("i4", **{option: value})
+        get_network("i4", **options)
     assert "\n" not in str(err.value)
+
+
+def _head_shapes(size, **options):
+    sym = get_network("i4", **options)(mx.sym.var("data"))
+    args, outs, _ = sym.infer_shape(data=(1, 3, size, size))
+    return dict(zip(sym.list_arguments(), args)), outs[0]
+
+
+def test_gdc_on_the_12x12_map_flattens_6x6_positions_like_2018():
+    """2018's GDC kept 512 groups on 1536 channels and did not pool the larger map: its valid
+    7x7 conv leaves 6x6 positions, all fed to ``pre_fc1``; a map under 7x7 cannot be bound."""
+    shapes, out = _head_shapes(112, emb_size=8, version_output="GDC")
+    assert out == (1, 8)
+    assert shapes["conv_6dw7_7_conv2d_weight"] == (512, 3, 7, 7)
+    assert shapes["pre_fc1_weight"] == (8, 512 * 6 * 6)
+    with pytest.raises(mx.MXNetError):
+        _head_shapes(40, emb_size=8, version_output="GDC")
+
+
+def test_gnap_gap_and_z_heads_on_1536_channels():
+    gnap, out = _head_shapes(40, emb_size=1024, version_output="GNAP")
+    assert out == (1, 1024) and gnap["convx_weight"] == (1024, 1536, 1, 1)
+    gnap, out = _head_shapes(40, emb_size=8, version_output="GNAP")  # 2018: unbound at <= 512
+    assert out == (1, 8) and gnap["convx_weight"] == (512, 1536, 1, 1)
+    gap, out = _head_shapes(40, emb_size=8, version_output="GAP")
+    assert out == (1, 8) and gap["pre_fc1_weight"] == (8, 1536)
+    assert _head_shapes(40, version_output="Z")[1] == (1, 1536 * 3 * 3)
 
 
 def test_checkpoint_loads_and_renumbered_counters_are_read(tmp_path, default_shapes):

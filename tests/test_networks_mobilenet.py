@@ -12,8 +12,7 @@ from mxnet.gluon import nn
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.base import FC1_HEADS
-from insightgluon.nn import HEADS, Activation, NativePReLU, PReLU
+from insightgluon.nn import Activation, NativePReLU, PReLU
 
 STATS = ("_moving_mean", "_moving_var", "_running_mean", "_running_var")
 # The last 1x1 convolution of the 2018 m2, named inside Gluon's MobilenetV2.features.
@@ -149,18 +148,42 @@ def test_m1_multiplier_leaving_no_filter_is_refused():
         get_network("m1", version_multiplier=0.03)
 
 
-@pytest.mark.parametrize("option, value", [("version_output", "GDC"), ("version_output", "GNAP"),
-                                           ("version_output", "Z"), ("version_output", "GAP"),
-                                           ("version_input", 3), ("version_multiplier", 0)])
-def test_m1_refuses_what_2018_fmobilenet_could_not_build(option, value):
+@pytest.mark.parametrize("option, options", [
+    ("version_output", dict(version_output="K")), ("version_input", dict(version_input=3)),
+    ("version_multiplier", dict(version_multiplier=0)),
+    ("version_output", dict(version_output="GDC", version_input=0))])
+def test_m1_refuses_what_2018_fmobilenet_could_not_build(option, options):
     with pytest.raises(ConfigError, match=option) as err:
-        get_network("m1", **{option: value})
+        get_network("m1", **options)
     assert "\n" not in str(err.value)
 
 
-def test_m1_heads_are_the_2018_get_fc1_ones():
-    assert set(FC1_HEADS) <= set(HEADS.names())
-    assert {"GDC", "GNAP", "Z", "GAP"}.isdisjoint(FC1_HEADS)
+def _head_shapes(**options):
+    sym = get_network("m1", **options)(mx.sym.var("data"))
+    args, outs, _ = sym.infer_shape(data=(1, 3, 112, 112))
+    return dict(zip(sym.list_arguments(), args)), outs[0]
+
+
+@pytest.mark.parametrize("options, expected", [
+    # 512 groups on 1024 channels (two per group), as 2018; 256 channels (2018: unbound): one each
+    (dict(version_output="GDC"), {"conv_6dw7_7_conv2d_weight": (512, 2, 7, 7)}),
+    (dict(version_output="GDC", version_multiplier=0.25), {"conv_6dw7_7_conv2d_weight": (256, 1, 7, 7)}),
+    # GNAP: no convx on exactly 512 channels, a convx to emb_size above 512, as 2018;
+    # other widths at emb_size <= 512 (2018: unbound) are mapped to 512 first
+    (dict(version_output="GNAP", version_multiplier=0.5), {"pre_fc1_weight": (8, 512)}),
+    (dict(version_output="GNAP", emb_size=1024), {"convx_weight": (1024, 1024, 1, 1)}),
+    (dict(version_output="GNAP"), {"convx_weight": (512, 1024, 1, 1), "pre_fc1_weight": (8, 512)}),
+    (dict(version_output="GAP"), {"relu1_gamma": (1024,), "pre_fc1_weight": (8, 1024)}),
+])
+def test_m1_later_2018_heads(options, expected):
+    shapes, out = _head_shapes(**dict(dict(emb_size=8), **options))
+    assert out == (1, options.get("emb_size", 8))
+    assert {name: shapes.get(name) for name in expected} == expected
+    assert ("convx_weight" in shapes) == ("convx_weight" in expected)
+
+
+def test_m1_head_z_is_the_flattened_7x7_map():
+    assert _head_shapes(version_output="Z", version_multiplier=0.25)[1] == (1, 256 * 7 * 7)
 
 
 @pytest.mark.parametrize("act, expected", [("prelu", PReLU), ("relu", PReLU), ("tanh", PReLU),

@@ -12,7 +12,6 @@ from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import CheckpointError, ConfigError
 from insightgluon.networks import get_network, load_legacy_params
-from insightgluon.networks.base import FC1_HEADS
 from insightgluon.networks.xception import (SeparableConv, Xception, separable_channels,
                                             stack_depthwise_kernels)
 from insightgluon.nn import Activation, PReLU, Sequence
@@ -201,10 +200,14 @@ def test_options_the_2018_builder_did_not_read_change_nothing():
 
 
 def test_heads_are_those_of_the_2018_get_fc1():
-    for head in ("Z", "GDC", "GAP", "GNAP", "K"):
-        with pytest.raises(ConfigError, match=r"version_output='%s'.*E, F, G" % head):
-            get_network("x1", version_output=head)
-    assert set(FC1_HEADS) == {"E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX"}
+    with pytest.raises(ConfigError, match=r"version_output='K'.*E, F, G") as err:
+        get_network("x1", version_output="K")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"version_output='GDC' needs a 7x7") as err:
+        get_network("x1", version_output="GDC", version_input=0)  # 4x4: 2018 could not bind it
+    for head, width in (("GDC", 8), ("GNAP", 8), ("GAP", 8), ("Z", 1024 * 7 * 7)):
+        out = get_network("x1", emb_size=8, version_output=head)(mx.sym.var("data"))
+        assert out.infer_shape(data=(1, 3, 112, 112))[1] == [(1, width)], head
     net = get_network("x1", version_output="A", version_input=0)
     net.initialize()
     assert net(_images(size=112)).shape == (1, 1024)  # A: the last width, not emb_size

@@ -58,10 +58,15 @@ def check_choice(value: Any, valid: Iterable, option: str) -> Any:
     return value
 
 
-# The heads the 2018 ``symbol_utils.get_fc1`` built on purpose. The families that go through
-# it (DPN, DenseNet, Inception-ResNet-v2, Xception, m1) refuse any other --version-output: in 2018
-# such a value fell through to a bare pooled dense layer that no head of ours reproduces.
-FC1_HEADS = ("E", "F", "G", "H", "I", "J", "A", "B", "C", "D", "AX", "BX", "CX", "DX")
+def check_head_stem(head: str, version_input: int) -> None:
+    """Refuse ``GDC`` on a stride-2 stem (``version_input=0``) with one line.
+
+    Its 7x7 kernel needs a 7x7 map; those stems leave 3x3 to 5x5 on 112x112 faces in every
+    family built on the 2018 ``get_fc1``, where the 2018 graph failed to bind.
+    """
+    if head == "GDC" and version_input == 0:
+        raise ConfigError("version_output='GDC' needs a 7x7 feature map; version_input=0 leaves "
+                          "a smaller one on 112x112 faces")
 
 
 def fc1_family_options(emb_size: Any, version_input: Any, version_output: Optional[str],
@@ -69,15 +74,18 @@ def fc1_family_options(emb_size: Any, version_input: Any, version_output: Option
     """Validate the options of a family built on the 2018 ``get_fc1``; return its head.
 
     ``version_input`` must be an integer >= 0 as the 2018 builders asserted (``stems`` says
-    what the values mean, for the error message); ``version_output`` one of
-    :data:`FC1_HEADS`, ``E`` when empty.
+    what the values mean, for the error message); ``version_output`` any head of
+    :data:`~insightgluon.nn.HEADS` (the Nov-2018 ``get_fc1`` had them all), ``E`` when empty,
+    and not ``GDC`` with ``version_input=0`` (:func:`check_head_stem`).
     """
     if int(emb_size) <= 0:
         raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
     if isinstance(version_input, bool) or not isinstance(version_input, numbers.Integral) or version_input < 0:
         raise ConfigError(f"version_input={version_input!r} is not supported; choose {stems}")
-    return check_choice("E" if version_output in (None, "") else str(version_output), FC1_HEADS,
+    head = check_choice("E" if version_output in (None, "") else str(version_output), HEADS.names(),
                         "version_output")
+    check_head_stem(head, version_input)
+    return head
 
 
 def scaled(channels: int, multiplier: float, divisor: int = 8) -> int:

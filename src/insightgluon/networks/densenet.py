@@ -69,7 +69,8 @@ class DenseNet(HybridBlock):
     """fdensenet (see module docstring).
 
     Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1`` (head ``A``/``AX``: the
-    last stage's width). Options are described in :func:`insightgluon.networks.get_network`.
+    last stage's width; ``Z``: the flattened (C, 7, 7) map). Options are described in
+    :func:`insightgluon.networks.get_network`.
     """
 
     def __init__(self, depth, emb_size=512, version_input=1, version_output=None, bn_mom=0.9,

@@ -98,8 +98,9 @@ class DPN(HybridBlock):
     """Dual Path Network of ``depth`` 68, 92, 107 or 131 (see the module doc).
 
     Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1`` (head ``A``/``AX``: the
-    pooled (N, C) features). Options are those of :func:`insightgluon.networks.get_network`;
-    only ``emb_size``, ``version_input`` and ``version_output`` change the graph.
+    pooled (N, C) features; ``Z``: the flattened (N, C * 7 * 7) map). Options are those of
+    :func:`insightgluon.networks.get_network`; only ``emb_size``, ``version_input`` and
+    ``version_output`` change the graph.
     """
 
     def __init__(self, depth, emb_size=512, version_input=1, version_output=None, **_ignored):

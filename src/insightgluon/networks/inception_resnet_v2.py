@@ -172,7 +172,8 @@ class InceptionResNetV2(HybridBlock):
     version_input : int
         0: the first convolution has stride 2; any other value >= 0: stride 1.
     version_output : str, optional
-        A 2018 ``get_fc1`` head (:data:`~insightgluon.networks.base.FC1_HEADS`); ``None`` means ``E``.
+        A 2018 ``get_fc1`` head (a key of :data:`~insightgluon.nn.HEADS`); ``None`` means ``E``.
+        ``Z`` returns the flattened last map, (N, 1536 * 12 * 12) on 112x112 faces.
 
     The other ``get_network`` options (``version_se``, ``version_unit``, ``version_act``,
     ``version_multiplier``, ``bn_mom``) were not read by the 2018 builder and are ignored.

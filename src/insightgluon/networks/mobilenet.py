@@ -6,7 +6,7 @@ As the legacy ``fmobilenet``: base width ``bf = int(32 * version_multiplier)``
 ``conv_14``; ``conv_1`` with stride 1 unless ``version_input=0``, so that the
 stride-2 depthwise layers ``conv_3_dw``, ``conv_5_dw``, ``conv_7_dw`` and
 ``conv_13_dw`` end at 7x7 (4x4 with ``version_input=0``). The head is one of
-those the 2018 ``symbol_utils.get_fc1`` built (default ``E``).
+those of the 2018 ``symbol_utils.get_fc1`` (:data:`~insightgluon.nn.HEADS`, default ``E``).
 
 The 2018 ``train_softmax.py`` passed fmobilenet ``version_input``,
 ``version_output`` and ``version_multiplier`` only, and its activation was
@@ -18,7 +18,7 @@ import logging
 from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import ConfigError
-from insightgluon.networks.base import FC1_HEADS, NETWORKS, check_choice, common_options
+from insightgluon.networks.base import NETWORKS, check_choice, check_head_stem, common_options
 from insightgluon.nn import MXNET_BN_EPS, ConvBNAct, InputNorm, Sequence, make_head
 
 logger = logging.getLogger(__name__)
@@ -46,14 +46,14 @@ def base_width(multiplier):
 
 class MobileNetV1(HybridBlock):
     """Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``
-    (head ``A``: (N, 32 * base width))."""
+    (head ``A``: (N, 32 * base width); ``Z``: that width times the 7x7 map, flattened)."""
 
     def __init__(self, emb_size=512, version_input=1, version_output=None, version_act="prelu",
                  version_multiplier=1.0, bn_mom=0.9, **_unused):
         super().__init__(prefix="")
         opts = common_options(emb_size, version_output, "prelu", version_multiplier, "E")
-        check_choice(opts["version_output"], FC1_HEADS, "version_output")
         check_choice(version_input, (0, 1, 2), "version_input")
+        check_head_stem(opts["version_output"], version_input)
         if version_act not in ("prelu", "prelu_native"):
             logger.warning("m1 ignores version_act=%r: the 2018 fmobilenet always used PReLU",
                            version_act)

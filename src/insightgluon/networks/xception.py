@@ -21,7 +21,7 @@ Widths (stem, b2, b3, b4 and middle, b5, b6 first, b6 last) are the 2018 "smalle
 64, 128, 256, 728, 1024, 1536, 2048. The body uses plain relu and the head PReLU, whatever
 ``--version-act`` says; ``--version-se``, ``--version-unit``, ``--version-act`` and
 ``--version-multiplier`` were not read by the 2018 builder and are ignored. The heads are
-the ones the 2018 ``get_fc1`` built (:data:`~insightgluon.networks.base.FC1_HEADS`).
+those of the 2018 ``get_fc1`` (:data:`~insightgluon.nn.HEADS`).
 """
 import re
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -136,7 +136,8 @@ class Xception(HybridBlock):
     """fxception (see module docstring).
 
     Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1`` (head ``A``/``AX``: the
-    last width). Options are described in :func:`insightgluon.networks.get_network`.
+    last width; ``Z``: the flattened (C, 7, 7) map). Options are described in
+    :func:`insightgluon.networks.get_network`.
     """
 
     def __init__(self, emb_size=512, version_input=1, version_output=None, bn_mom=0.9, **_unused):

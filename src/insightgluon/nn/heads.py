@@ -33,7 +33,7 @@ def _fc1_bn(ctx):
     return BatchNorm("fc1", momentum=ctx["bn_mom"], fix_gamma=True)
 
 
-def _register_sequence(name, *parts):
+def _register_sequence(name, *parts, doc=None):
     """Register head ``name`` built from ``parts``: callables ``ctx -> layer``."""
 
     @HEADS.register(name)
@@ -41,6 +41,7 @@ def _register_sequence(name, *parts):
         ctx = dict(emb_size=emb_size, in_channels=in_channels, act=act, bn_mom=bn_mom)
         return Sequence([part(ctx) for part in parts])
 
+    build.__doc__ = doc or f"The legacy ``{name}`` head."
     return build
 
 
@@ -65,18 +66,21 @@ _register_sequence("G", _bn1, _dense("fc1"))
 _register_sequence("H", _dense("fc1"))
 _register_sequence("I", _bn1, _dense("pre_fc1"), _fc1_bn)
 _register_sequence("J", _dense("pre_fc1"), _fc1_bn)
-_register_sequence("Z", _bn1, _dropout(0.4), lambda ctx: Flatten("fc1"))
+_register_sequence("Z", _bn1, _dropout(0.4), lambda ctx: Flatten("fc1"), doc="""\
+    BN ``bn1`` and dropout on the last map, flattened by ``fc1``: (N, C * H * W).
+
+    The 2018 head ended at the dropout, (N, C, H, W) with no ``fc1`` operator (its
+    ``fc7`` flattened it); the numbers are the same in the same order.""")
 _register_sequence("GAP", lambda ctx: Sequence(_pool_act(ctx)), _dense("pre_fc1"), _fc1_bn)
 
 
 # The 2018 GDC head was written for MobileFaceNet's 512 channels and kept 512 groups on any
-# network: on 2048 channels (the bottleneck ResNets) each group sees 4 of them.
+# network: on 1024 to 2048 channels each group sees 2 to 4 of them.
 GDC_WIDTH = 512
 
 
 def _gdc_dw(ctx):
-    # Global depthwise conv: one 7x7 filter per group, then BN (the legacy ``Linear``). Widths
-    # the 2018 head could not take (not a multiple of 512) get one group per channel.
+    # Global depthwise conv: one 7x7 filter per group, then BN (the legacy ``Linear``).
     c = ctx["in_channels"]
     c = GDC_WIDTH if c % GDC_WIDTH == 0 else c
     return Sequence([Conv("conv_6dw7_7_conv2d", c, kernel=7, groups=c),
@@ -84,7 +88,18 @@ def _gdc_dw(ctx):
                                      momentum=ctx["bn_mom"])])
 
 
-_register_sequence("GDC", _gdc_dw, _dense("pre_fc1"), _fc1_bn)
+_register_sequence("GDC", _gdc_dw, _dense("pre_fc1"), _fc1_bn, doc="""\
+    Global depthwise conv (MobileFaceNet): 7x7 conv ``conv_6dw7_7_conv2d`` of 512 filters in
+    512 groups, BN, dense ``pre_fc1``, BN ``fc1``.
+
+    As in 2018, any input whose channels are a multiple of 512 keeps 512 groups (1024
+    channels: two per group), and a map larger than 7x7 is not pooled: the valid 7x7 conv
+    leaves (H - 6) x (W - 6) positions, all flattened into ``pre_fc1`` (Inception-ResNet-v2's
+    12x12 map: 512 * 36 inputs). Where the 2018 head could not be built we do this instead:
+    channels not a multiple of 512 (the DPNs, DenseNet-161/169/201) get one group and one
+    filter per channel; a map smaller than 7x7 fails at the first forward with MXNet's shape
+    error, as the 2018 graph failed to bind (the networks refuse the stride-2 stems,
+    ``version_input=0``, that leave one on 112x112 faces).""")
 
 for _letter in "ABCD":
     for _suffix in ("", "X"):
@@ -106,9 +121,10 @@ class GNAPHead(HybridBlock):
     mean(||x||) / ||x_hw|| before average pooling, then BN -> dense -> BN ``fc1``.
 
     As in 2018, an ``emb_size`` above 512 first maps the features to ``emb_size`` channels
-    (1x1 conv-BN-act ``convx``) and pools them straight into ``fc1``. With a smaller
-    ``emb_size``, inputs of other than 512 channels (which the 2018 head could not take) are
-    mapped to 512 channels the same way.
+    (1x1 conv-BN-act ``convx``) and pools them straight into ``fc1``; an ``emb_size`` of 512
+    or less on exactly 512 channels has no ``convx`` (and below 512 a BN ``bn6w`` and dense
+    ``pre_fc1``). The 2018 head could not take other widths with ``emb_size`` <= 512 (its
+    attention map had 512 channels): we map them to 512 channels with ``convx`` first.
     The mean is taken per image; the 2018 code took it over the whole batch,
     which made an embedding depend on the other images of its batch.
     """
