@@ -70,9 +70,10 @@ def channel_concat(F, parts, widths, name):
         if all(int(w) % ONEDNN_CHANNEL_ALIGN == 0 for w in widths):
             return F.concat(*parts, dim=1, name=name)
         flat = [F.reshape(p, shape=(0, 0, -1), name=f"{name}_flat{i}") for i, p in enumerate(parts)]
-        out = F.concat(*flat, dim=1, name=name)
+        out = F.concat(*flat, dim=1, name=f"{name}_flat")
+        # named as the concat would be, so ``<name>_output`` is the (N, C, H, W) result either way
         return F.reshape_like(out, parts[0], lhs_begin=2, lhs_end=None, rhs_begin=2, rhs_end=None,
-                              name=f"{name}_hw")
+                              name=name)
 
 
 class Sequence(HybridBlock):
