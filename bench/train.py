@@ -1,23 +1,24 @@
-"""Training throughput: our Gluon driver vs a legacy-style ``mx.mod.Module`` symbol graph.
+"""Training throughput: our Gluon driver in fp32 and bf16 vs a legacy-style ``mx.mod.Module`` graph.
 
 For each network (y1, r50 by default) at batch 32, ArcFace (s=64, m=0.5),
 112x112, on the same small .rec dataset in the same process:
 
 * **driver** — ``insightgluon.train.train`` end to end (DataLoader decoding and
   augmenting in a worker, hybridized static graph, fast PReLU), img/s per
-  window of 2 batches after warm-up;
+  window of 2 batches after warm-up, once per ``--dtypes`` value (``bf16``:
+  bfloat16 compute with fp32 weights, on CPUs with avx512_bf16/AMX);
 * **legacy** — the 2018 structure: the symbol graph with MXNet's native
   ``LeakyReLU(act_type='prelu')``, the ArcFace target-logit formula as symbols,
   ``SoftmaxOutput(normalization='valid')``, ``Module.forward_backward`` +
   ``update`` on pre-decoded batches (so its data loading costs nothing).
 
-Runs alternate (driver, legacy, driver, legacy ...) because this VM has slow
+Runs alternate (driver fp32, driver bf16, legacy, driver fp32, ...) because this VM has slow
 periods, each in its own process (a static-allocation graph keeps its memory
 until the process ends); the script prints median img/s by the wall clock and
 by the steal-free clock (``bench/_clock.py``), their ratios, and achieved
 GFLOP/s (3 x forward FLOPs per image) against the measured sgemm peak.
 
-    python bench/train.py [--networks y1,r50] [--repeats 2] [--batches 6]
+    python bench/train.py [--networks y1,r50] [--dtypes fp32,bf16] [--repeats 2] [--batches 6]
 """
 import argparse
 import json
@@ -59,7 +60,7 @@ def make_data(root: str) -> str:
     return out
 
 
-def driver_speeds(network: str, data_dir: str, batches: int, clock):
+def driver_speeds(network: str, data_dir: str, batches: int, clock, dtype: str = "fp32"):
     """(wall, steal-free) img/s per window of 2 batches, after 2 warm-up batches."""
     from insightgluon.config import TrainConfig
     from insightgluon.train import train
@@ -75,7 +76,7 @@ def driver_speeds(network: str, data_dir: str, batches: int, clock):
     SpeedMonitor.update = timed_update
     cfg = TrainConfig(data_dir=data_dir, prefix=os.path.join(data_dir, "m"), network=network, loss_type="4",
                       per_batch_size=BATCH, max_steps=2 + batches, frequent=2, verbose=10 ** 9,
-                      dry_run=True, data_workers=1, target="", lr=0.01).resolve()
+                      dry_run=True, data_workers=1, target="", lr=0.01, dtype=dtype).resolve()
     train(cfg)
     return _windows(stamps[1:])
 
@@ -154,10 +155,10 @@ def _medians(windows):
     return statistics.median(w for w, _ in windows), statistics.median(f for _, f in windows)
 
 
-def run_one(kind: str, network: str, data_dir: str, batches: int) -> list:
-    """Measure one (kind, network) in a fresh process; returns its img/s figures."""
+def run_one(kind: str, network: str, data_dir: str, batches: int, dtype: str = "fp32") -> list:
+    """Measure one (kind, network, dtype) in a fresh process; returns its img/s figures."""
     cmd = [sys.executable, os.path.abspath(__file__), "--one", kind, "--networks", network,
-           "--data", data_dir, "--batches", str(batches)]
+           "--data", data_dir, "--batches", str(batches), "--dtypes", dtype]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -165,16 +166,21 @@ def run_one(kind: str, network: str, data_dir: str, batches: int) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default="y1,r50")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="compute precisions of the driver")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batches", type=int, default=4, help="timed batches per run (after 2 warm-up)")
     parser.add_argument("--one", choices=("driver", "legacy"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    if args.one == "driver":
+        speeds = driver_speeds(args.networks, args.data, args.batches, StealFreeClock(), args.dtypes)
+    elif args.one == "legacy":
+        speeds = legacy_speeds(args.networks, args.data, args.batches, StealFreeClock())
     if args.one:
-        measure = {"driver": driver_speeds, "legacy": legacy_speeds}[args.one]
-        sys.stdout.write(json.dumps(measure(args.networks, args.data, args.batches, StealFreeClock())) + "\n")
+        sys.stdout.write(json.dumps(speeds) + "\n")
         return 0
+    dtypes = args.dtypes.split(",")
     from insightgluon.networks.summary import summarize
 
     peak = sgemm_peak()
@@ -186,15 +192,21 @@ def main(argv=None) -> int:
         data_dir = make_data(root)
         for network in args.networks.split(","):
             gflop = 3 * summarize(network, emb_size=EMB).mflops / 1e3  # forward + backward per image
-            ours, legacy = [], []
+            ours, legacy = {d: [] for d in dtypes}, []
             for _ in range(args.repeats):
-                ours += run_one("driver", network, data_dir, args.batches)
+                for dtype in dtypes:
+                    ours[dtype] += run_one("driver", network, data_dir, args.batches, dtype)
                 legacy += run_one("legacy", network, data_dir, args.batches)
-            (ow, of), (lw, lf) = _medians(ours), _medians(legacy)
-            out(f"{network}: batch {BATCH} ArcFace, median img/s wall / steal-free: driver {ow:.2f} / {of:.2f}  |  "
-                f"legacy Module {lw:.2f} / {lf:.2f}  |  ratio {ow / lw:.2f}x / {of / lf:.2f}x\n")
+            lw, lf = _medians(legacy)
+            figures = {d: _medians(w) for d, w in ours.items()}
+            for dtype, (ow, of) in figures.items():
+                out(f"{network}: batch {BATCH} ArcFace, median img/s wall / steal-free: driver {dtype} {ow:.2f} / "
+                    f"{of:.2f}  |  legacy Module {lw:.2f} / {lf:.2f}  |  ratio {ow / lw:.2f}x / {of / lf:.2f}x\n")
+            for dtype in dtypes[1:]:
+                (bw, bf), (fw, ff) = figures[dtype], figures[dtypes[0]]
+                out(f"{network}: {dtype} over {dtypes[0]}: {bw / fw:.2f}x wall / {bf / ff:.2f}x steal-free\n")
             sys.stdout.flush()
-            achieved.append((network, gflop, of * gflop, lf * gflop))
+            achieved.append((network, gflop, figures[dtypes[0]][1] * gflop, lf * gflop))
     # The peak is measured before and after the runs: contention can spoil either one.
     peak = max(peak, sgemm_peak())
     out(f"sgemm peak (2048^2 MKLDNN FullyConnected, best steal-free of both measurements) {peak:.0f} GFLOP/s\n")

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version-multiplier", type=float, default=DEMO_TRAINING["version_multiplier"],
                         help="width multiplier of the backbone")
     parser.add_argument("--ctx", default="cpu:1", help="contexts (cpu:2 splits each batch over two)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"),
+                        help="compute precision (bf16: CPUs with avx512_bf16/AMX)")
     parser.add_argument("--num-ids", type=int, default=DEMO_DATA["num_ids"], help="synthetic training identities")
     parser.add_argument("--imgs-per-id", type=int, default=DEMO_DATA["imgs_per_id"], help="images per identity")
     parser.add_argument("--pairs-per-bin", type=int, default=400, help="pairs in each verification pack")
@@ -78,13 +80,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     prefix = os.path.join(args.output, "model", "demo")
     settings = dict(DEMO_TRAINING, data_dir=data_dir, prefix=prefix, max_steps=args.max_steps,
                     network=args.network, version_multiplier=args.version_multiplier, ctx=args.ctx,
+                    dtype=args.dtype,
                     resume="auto" if args.resume else "", dry_run=args.dry_run)
     cfg = TrainConfig(**settings).resolve()
     tic = time.time()
     result = train(cfg)
     minutes = (time.time() - tic) / 60
     out = sys.stdout.write
-    out(f"\ndemo: {result.steps} batches of {cfg.global_batch} in {minutes:.1f} min\n")
+    out(f"\ndemo: {result.steps} batches of {cfg.global_batch} ({cfg.dtype}) in {minutes:.1f} min\n")
     out("verification accuracy (chance = 0.5):\n")
     for row in result.verification:
         sets = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "step")
