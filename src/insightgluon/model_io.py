@@ -6,7 +6,9 @@ by any third-party MXNet face model: the graph is cut at a chosen output layer
 :func:`load_embedding_model` goes further: a checkpoint whose arrays are exactly
 those of a zoo network runs through that network (fast PReLU, one depthwise
 convolution where the 2018 Xception sliced channels), once a probe batch has
-shown that it computes what the checkpoint's own graph computes.
+shown that it computes what the checkpoint's own graph computes; any other graph
+runs with its native PReLU layers rewritten into the fast form (the same numbers);
+and either can run in onnxruntime instead of MXNet.
 """
 import logging
 import os
@@ -97,8 +99,10 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
 class EmbeddingModel(NamedTuple):
     """A loaded embedding network and how it runs.
 
-    ``engine`` is ``"zoo"`` (``network``/``options`` say which) or ``"graph"`` (the
-    checkpoint's own symbol); ``image_hw`` is the input size it was checked at.
+    ``engine`` is ``"zoo"`` (``network``/``options`` say which), ``"graph"`` (the
+    checkpoint's own symbol) or ``"onnxruntime"`` (the ONNX export of the one of those
+    two that ``auto`` picks; ``network`` is set when that was the zoo network);
+    ``image_hw`` is the input size it was checked at.
     """
 
     block: object
@@ -108,6 +112,9 @@ class EmbeddingModel(NamedTuple):
     image_hw: Tuple[int, int] = (112, 112)
 
     def describe(self) -> str:
+        if self.engine == "onnxruntime":
+            inner = EmbeddingModel(None, "zoo" if self.network else "graph", self.network, self.options)
+            return f"onnxruntime on the ONNX export of {inner.describe()}"
         if self.engine != "zoo":
             return "the checkpoint's own graph"
         opts = ", ".join(f"{k}={v}" for k, v in sorted((self.options or {}).items()))
@@ -117,60 +124,107 @@ class EmbeddingModel(NamedTuple):
 # A zoo network replaces a checkpoint's graph only if their outputs agree this closely.
 ZOO_TOLERANCE = 1e-4
 
+#: What ``load_embedding_model(engine=...)`` accepts.
+ENGINES = ("auto", "zoo", "graph", "onnxruntime")
+
 
 def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
-                         engine: str = "auto") -> EmbeddingModel:
+                         engine: str = "auto", fast_prelu: bool = True,
+                         image_hw: Optional[Tuple[int, int]] = None) -> EmbeddingModel:
     """Load a checkpoint's embedding, through its zoo network when it provably is one.
 
     Parameters
     ----------
     prefix, epoch, layer, ctx
         As :func:`load_symbol_block`.
-    engine : {"auto", "zoo", "graph"}
+    engine : {"auto", "zoo", "graph", "onnxruntime"}
         ``auto``: the zoo network if the checkpoint's arrays are exactly one's (after the
         model-zoo naming variants) and its output on a probe batch equals the graph's,
         else the graph. ``zoo``: the same, but failing instead of falling back.
-        ``graph``: always the checkpoint's own graph (the black box).
+        ``graph``: always the checkpoint's own graph (the black box). ``onnxruntime``:
+        what ``auto`` picks, exported to ONNX (parity-checked) and run by onnxruntime on
+        the CPU (see :class:`insightgluon.export.engine.OnnxEmbedding`).
+    fast_prelu : bool
+        When the checkpoint's own graph runs, compute its ``LeakyReLU(act_type='prelu')``
+        layers in the fast form (:func:`insightgluon.export.graph.fast_prelu_symbol`):
+        the same numbers in float32, faster on a CPU (``bench/graph_prelu.py``).
+    image_hw : (int, int), optional
+        Input size of the images to embed: the shape the graph's PReLU channels are
+        inferred at and the input of an ONNX export (default: the zoo network's face
+        size, else 112x112).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
+    if engine == "onnxruntime":
+        from insightgluon.export.engine import load_onnxruntime_model
+
+        return load_onnxruntime_model(prefix, epoch, layer, ctx=ctx, image_hw=image_hw)
     import mxnet as mx
     import numpy as np
 
     graph = load_symbol_block(prefix, epoch, layer=layer, ctx=ctx)
+    params_file = checkpoint_paths(prefix, epoch)[1]
     if engine == "graph":
-        return EmbeddingModel(graph, "graph")
-    if engine not in ("auto", "zoo"):
-        raise ValueError(f"engine={engine!r}: expected auto, zoo or graph")
+        return _graph_model(graph, params_file, fast_prelu, image_hw)
     from insightgluon.networks import get_network, load_legacy_params
     from insightgluon.networks.identify import identify_network
     from insightgluon.networks.legacy import read_legacy_params
 
-    params_file = checkpoint_paths(prefix, epoch)[1]
     found = None
     if layer in ("fc1", "fc1_output"):
         found = identify_network(read_legacy_params(params_file))
     if found is None:
-        return _no_zoo(engine, params_file, "its arrays are not those of any zoo network", graph)
-    name, options, image_hw = found
+        return _no_zoo(engine, params_file, "its arrays are not those of any zoo network", graph,
+                       fast_prelu, image_hw)
+    name, options, zoo_hw = found
     net = get_network(name, **options)
     load_legacy_params(net, params_file, ctx=ctx or mx.cpu())
     first = (ctx or [mx.cpu()])[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
-    probe = mx.nd.array(np.random.default_rng(0).uniform(0, 255, (2, 3) + tuple(image_hw)), ctx=first)
+    probe = mx.nd.array(np.random.default_rng(0).uniform(0, 255, (2, 3) + tuple(zoo_hw)), ctx=first)
     want, got = graph(probe).asnumpy(), net(probe).asnumpy()
     rel = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))
     if not rel < ZOO_TOLERANCE:
         return _no_zoo(engine, params_file, f"zoo network {name} has its arrays but differs from its "
-                                            f"graph (max rel diff {rel:.2g})", graph)
-    model = EmbeddingModel(net, "zoo", name, options, tuple(image_hw))
+                                            f"graph (max rel diff {rel:.2g})", graph, fast_prelu, image_hw)
+    model = EmbeddingModel(net, "zoo", name, options, tuple(zoo_hw))
     logging.getLogger(__name__).info("%s: runs as %s (max rel diff to its graph %.1g)", params_file,
                                      model.describe(), rel)
     return model
 
 
-def _no_zoo(engine: str, params_file: str, why: str, graph) -> EmbeddingModel:
+def _no_zoo(engine: str, params_file: str, why: str, graph, fast_prelu: bool,
+            image_hw: Optional[Tuple[int, int]]) -> EmbeddingModel:
     if engine == "zoo":
         raise CheckpointError(f"{params_file}: cannot run through a zoo network: {why}")
     logging.getLogger(__name__).info("%s: runs as its own graph (%s)", params_file, why)
-    return EmbeddingModel(graph, "graph")
+    return _graph_model(graph, params_file, fast_prelu, image_hw)
+
+
+def _graph_model(graph, params_file: str, fast_prelu: bool,
+                 image_hw: Optional[Tuple[int, int]]) -> EmbeddingModel:
+    """The checkpoint's own graph, its native PReLU layers in the fast form if ``fast_prelu``."""
+    image_hw = tuple(image_hw or (112, 112))
+    if not fast_prelu:
+        return EmbeddingModel(graph, "graph", image_hw=image_hw)
+    import mxnet as mx
+
+    from insightgluon.export.graph import count_prelu, fast_prelu_symbol
+
+    log = logging.getLogger(__name__)
+    symbol = graph(mx.sym.var("data"))
+    native = count_prelu(symbol)
+    if not native:
+        return EmbeddingModel(graph, "graph", image_hw=image_hw)
+    try:
+        fast = fast_prelu_symbol(symbol, (1, 3) + image_hw)
+    except ValueError as err:
+        log.info("%s: its graph keeps its %d native PReLU layers (%s)", params_file, native, err)
+        return EmbeddingModel(graph, "graph", image_hw=image_hw)
+    # The same Parameter objects: nothing is copied and the arrays stay where they were loaded.
+    block = mx.gluon.SymbolBlock(fast, mx.sym.var("data", dtype="float32"), params=graph.collect_params())
+    log.info("%s: %d of %d PReLU layers of its graph run in the fast form", params_file,
+             native - count_prelu(fast), native)
+    return EmbeddingModel(block, "graph", image_hw=image_hw)
 
 
 def _first_line(err: Exception) -> str:

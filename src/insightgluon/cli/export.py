@@ -5,9 +5,7 @@
 """
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from typing import List, Optional
 
 from insightgluon.errors import ConfigError
@@ -80,24 +78,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             values.update(layer=args.layer, image_size="{}x{}".format(*image_hw))
             sys.stdout.write(f"wrote {write_checkpoint_metadata(args.strip_fc7, epoch, values)}\n")
         return 0
-    from insightgluon.export.onnx import export_onnx
+    from insightgluon.export.engine import export_embedding
 
-    model = load_embedding_model(prefix, epoch, args.layer, engine=args.engine)
+    model = load_embedding_model(prefix, epoch, args.layer, engine=args.engine, image_hw=image_hw)
     logger.info("%s,%d: exporting %s", prefix, epoch, model.describe())
     values = _calibrate(args, model.block, image_hw)
-    if model.engine != "zoo":
-        report = export_onnx(prefix, epoch, args.output, args.layer, image_hw, metadata=values,
-                             tolerance=args.tolerance)
-    else:
-        import mxnet as mx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            zoo_prefix = os.path.join(tmp, "zoo")
-            model.block.hybridize()
-            model.block(mx.nd.zeros((1, 3) + tuple(image_hw)))
-            model.block.export(zoo_prefix, epoch=0)
-            values = dict(values, source=f"{os.path.abspath(prefix)},{epoch}", network=model.describe())
-            report = export_onnx(zoo_prefix, 0, args.output, "fc1", image_hw, metadata=values,
-                                 tolerance=args.tolerance)
+    report = export_embedding(model, prefix, epoch, args.output, args.layer, image_hw, metadata=values,
+                              tolerance=args.tolerance)
     sys.stdout.write(f"{report}\n")
     return 0

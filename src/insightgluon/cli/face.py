@@ -13,17 +13,21 @@ from insightgluon.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from insightgluon.cli.verify import add_engine_argument
+
     parser = argparse.ArgumentParser(
         prog="insightgluon face",
         description="Face verification (1:1) and gallery search (1:N) with a model given as "
                     "prefix,epoch or model.onnx. Photos are detected and aligned with MTCNN "
                     "unless --aligned says they are already aligned crops.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", required=True, help="prefix,epoch or model.onnx")
+    common.add_argument("--model", required=True,
+                        help="prefix,epoch (run as --engine says) or model.onnx (run by onnxruntime)")
     common.add_argument("--aligned", action="store_true",
                         help="inputs are aligned crops of the model's size (no detection)")
     common.add_argument("--threshold", type=float, default=None,
                         help="cosine threshold (default: the one calibrated into the model)")
+    add_engine_argument(common, "graph")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = sub.add_parser("verify", parents=[common], help="are two photos the same person?")
     verify.add_argument("images", nargs=2, metavar="IMAGE")
@@ -49,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.export.faces import FaceCropper, FaceModel, Gallery, cosine
 
     args = build_parser().parse_args(argv)
-    model = FaceModel.load(args.model)
+    model = FaceModel.load(args.model, engine=args.engine)
     cropper = FaceCropper(model.image_size, aligned=args.aligned)
     threshold = _threshold(args, model)
     if args.command == "verify":

@@ -23,12 +23,15 @@ LOG = logging.getLogger(__name__)
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
+    from insightgluon.cli.verify import add_engine_argument
+
     p.add_argument("--model", required=True, help="prefix,epoch[|prefix2,epoch2]: models concatenated")
     p.add_argument("--layer", default="fc1", help="embedding layer (default fc1)")
     p.add_argument("--image-size", "--image_size", default="112,112", help="H,W (or legacy 3,H,W)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="images per forward")
     p.add_argument("--ctx", default="", help="devices: cpu, cpu:0,cpu:1, gpu:0")
     p.add_argument("--gpu", default="", help="legacy GPU ids, e.g. 0")
+    add_engine_argument(p, "graph")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,14 +96,16 @@ def _size(text: str):
 def _embedders(args) -> list:
     from insightgluon.cli.verify import expand_model_spec
     from insightgluon.eval.embed import Embedder, parse_ctx
-    from insightgluon.model_io import load_symbol_block
+    from insightgluon.model_io import load_embedding_model
 
     ctx = parse_ctx(args.ctx, args.gpu)
     out = []
     for prefix, epoch in expand_model_spec(args.model):
-        net = load_symbol_block(prefix, epoch, layer=args.layer, ctx=ctx)
-        net.hybridize(static_alloc=True, static_shape=True)
-        out.append(Embedder(net, ctx, args.batch_size, flip=True))
+        model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
+                                     image_hw=_size(args.image_size))
+        LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
+        model.block.hybridize(static_alloc=True, static_shape=True)
+        out.append(Embedder(model.block, ctx, args.batch_size, flip=True))
     return out
 
 

@@ -50,6 +50,20 @@ def expand_model_spec(spec: str) -> List[Tuple[str, int]]:
     return models
 
 
+ENGINE_HELP = ("auto: a checkpoint of a zoo network (2018 or model-zoo files included) runs through that "
+               "network, checked against its own graph; else the graph. zoo: require that; graph: always "
+               "the checkpoint's own graph (its PReLU layers in the fast form); onnxruntime: what auto "
+               "picks, exported to ONNX in a temporary folder (parity-checked) and run by onnxruntime")
+
+
+def add_engine_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--engine`` of the commands that embed faces with a checkpoint."""
+    from insightgluon.model_io import ENGINES
+
+    parser.add_argument("--engine", default=default, choices=ENGINES,
+                        help=f"{ENGINE_HELP} (default: {default})")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="insightgluon verify", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,10 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="folder holding <target>.bin files")
     p.add_argument("--target", default="lfw,cfp_fp,agedb_30", help="comma-separated .bin names")
     p.add_argument("--layer", default="fc1", help="embedding layer of the graph (default fc1)")
-    p.add_argument("--engine", default="auto", choices=("auto", "zoo", "graph"),
-                   help="auto: a checkpoint of a zoo network (2018 or model-zoo files included) runs "
-                        "through that network, checked against its own graph; else the graph. "
-                        "zoo: require that; graph: always the checkpoint's own graph")
+    add_engine_argument(p, "auto")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward (default 32)")
     p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10)")
     p.add_argument("--image-size", default="112,112", help="H,W of the decoded images")
@@ -115,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     nets = []
     for prefix, epoch in models:
         LOG.info("loading %s,%d", prefix, epoch)
-        model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine)
+        model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
+                                     image_hw=size)
         LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
         nets.append(model.block)

@@ -1,7 +1,8 @@
 """Face verification and gallery search with a deployed model (MXNet checkpoint or ONNX).
 
 :class:`FaceModel` hides where the model runs: ``prefix,epoch`` loads the
-checkpoint's ``fc1`` with MXNet, ``*.onnx`` runs in onnxruntime. Both take raw
+checkpoint's ``fc1`` with MXNet (or, with ``engine="onnxruntime"``, its ONNX export),
+``*.onnx`` runs in onnxruntime. Both take raw
 RGB pixels and are embedded the same way as in verification (flip-summed, L2
 normalised), so a threshold calibrated on a ``.bin`` applies as is.
 """
@@ -27,52 +28,54 @@ class FaceModel:
 
     Use :meth:`load`. ``metadata`` holds what was stored with the model
     (``threshold_cos``, ``far``, ``emb_size``, ...); ``image_size`` is
-    ``(height, width)``; ``files`` are the files the model was read from.
+    ``(height, width)``; ``files`` are the files the model was read from and
+    ``engine`` what runs them (``onnxruntime`` for a ``.onnx`` file).
     """
 
     def __init__(self, name: str, forward, image_size: Tuple[int, int], metadata: Dict[str, str],
-                 files: Sequence[str] = ()):
+                 files: Sequence[str] = (), engine: str = "onnxruntime"):
         self.name = name
         self.files = list(files)
         self._forward = forward
         self.image_size = image_size
         self.metadata = metadata
+        self.engine = engine
 
     @classmethod
-    def load(cls, spec: str, ctx=None) -> "FaceModel":
-        """Load ``prefix,epoch`` (layer ``fc1``) or a ``.onnx`` file."""
+    def load(cls, spec: str, ctx=None, engine: str = "graph") -> "FaceModel":
+        """Load ``prefix,epoch`` (layer ``fc1``) or a ``.onnx`` file.
+
+        ``engine`` says how a checkpoint runs (as ``load_embedding_model``; default its
+        own graph); a ``.onnx`` file always runs in onnxruntime.
+        """
         if spec.lower().endswith(".onnx"):
             return cls._load_onnx(spec)
         from insightgluon.export.deploy import read_checkpoint_metadata
-        from insightgluon.model_io import checkpoint_paths, load_symbol_block, parse_model_spec
+        from insightgluon.model_io import checkpoint_paths, load_embedding_model, parse_model_spec
 
         models = parse_model_spec(spec)
         if len(models) != 1:
             raise CheckpointError(f"model '{spec}': give exactly one prefix,epoch")
         prefix, epoch = models[0]
         meta = read_checkpoint_metadata(prefix, epoch)
-        block = load_symbol_block(prefix, epoch, meta.get("layer", "fc1"), ctx=ctx)
-        block.hybridize(static_alloc=True, static_shape=True)
         side = int(meta.get("image_size", "112x112").split("x")[0])
-        return cls(spec, block, (side, side), meta, checkpoint_paths(prefix, epoch))
+        model = load_embedding_model(prefix, epoch, meta.get("layer", "fc1"), ctx=ctx, engine=engine,
+                                     image_hw=(side, side))
+        logger.info("%s runs as %s", spec, model.describe())
+        model.block.hybridize(static_alloc=True, static_shape=True)
+        return cls(spec, model.block, (side, side), meta, checkpoint_paths(prefix, epoch), engine)
 
     @classmethod
     def _load_onnx(cls, path: str) -> "FaceModel":
-        import mxnet as mx
-
-        from insightgluon.export.onnx import onnx_session, read_metadata
+        from insightgluon.export.engine import OnnxEmbedding
+        from insightgluon.export.onnx import read_metadata
 
         meta = read_metadata(path)
-        session = onnx_session(path)
-        inp = session.get_inputs()[0]
-        height, width = inp.shape[2:4]
+        runner = OnnxEmbedding(path)
+        height, width = runner.image_size
         if not isinstance(height, int) or not isinstance(width, int):
-            raise CheckpointError(f"{path}: input {inp.shape} needs a fixed image size")
-
-        def forward(batch):
-            return mx.nd.array(session.run(None, {inp.name: batch.asnumpy()})[0])
-
-        return cls(path, forward, (height, width), meta, [path])
+            raise CheckpointError(f"{path}: input {runner.input.shape} needs a fixed image size")
+        return cls(path, runner, (height, width), meta, [path])
 
     def __call__(self, batch):
         return self._forward(batch)
@@ -169,8 +172,8 @@ class Gallery:
     """Embeddings of a gallery folder, cached in ``gallery/.insightgluon-embeddings.npz``.
 
     The cache is keyed by the model (path, size and modification time of its
-    files) and by each image's size and modification time, so only new or
-    changed images are embedded again.
+    files, and the engine running them) and by each image's size and modification
+    time, so only new or changed images are embedded again.
     """
 
     def __init__(self, root: str, model: FaceModel, cropper: FaceCropper, cache: bool = True):
@@ -191,7 +194,8 @@ class Gallery:
         for path in self.model.files:
             info = os.stat(path)
             parts.append(f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}")
-        parts.append(f"aligned={self.cropper.aligned}")
+        # Engines agree closely, not bit for bit: each keeps its own embeddings.
+        parts.append(f"aligned={self.cropper.aligned}|engine={self.model.engine}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def _load_cache(self, key: str) -> Dict[str, np.ndarray]:

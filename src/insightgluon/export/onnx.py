@@ -99,12 +99,13 @@ def _mxnet_forward(symbol, params: Dict, input_name: str, batch: np.ndarray) -> 
     return block(mx.nd.array(batch)).asnumpy()
 
 
-def onnx_session(path: str, label: Optional[str] = None):
-    """An onnxruntime CPU session for ``path`` (warnings silenced)."""
+def onnx_session(path: str, label: Optional[str] = None, threads: int = 0):
+    """An onnxruntime CPU session for ``path`` (warnings silenced; ``threads`` 0: its default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    options.intra_op_num_threads = int(threads)
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception hierarchy
@@ -144,7 +145,7 @@ def parity_check(onnx_path: str, symbol, params: Dict, input_name: str, image_si
 
 def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
                 image_size: Tuple[int, int] = (112, 112), metadata: Optional[Dict[str, str]] = None,
-                tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+                tolerance: float = DEFAULT_TOLERANCE, fast_prelu: bool = False) -> ParityReport:
     """Export checkpoint ``prefix,epoch`` cut at ``layer`` to ``output`` (ONNX).
 
     Parameters
@@ -164,6 +165,11 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
         Extra ``metadata_props`` (e.g. ``threshold_cos``), stored under ``insightgluon.``.
     tolerance : float
         Largest relative difference the parity check accepts.
+    fast_prelu : bool
+        Export ``LeakyReLU(act_type='prelu')`` layers in the fast PReLU form
+        (:func:`insightgluon.export.graph.fast_prelu_symbol`) instead of as ``PRelu``,
+        which onnxruntime runs slower (``bench/onnx_prelu.py``). The parity check still
+        compares with the graph as saved.
 
     Returns
     -------
@@ -188,7 +194,8 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
         raise CheckpointError(f"{sym_file}: layer '{out_name}' has shape {out_shape} for one "
                               "image; expected (1, D), an embedding")
     emb_size = int(out_shape[1])
-    fixed, fixed_params, _ = fixes.apply_symbol_fixes(cut, params)
+    fixed, fixed_params, _ = fixes.apply_symbol_fixes(_fast_prelu(cut, input_name, shape, sym_file)
+                                                      if fast_prelu else cut, params)
     ranks = fixes.prelu_ranks(fixed, input_name, shape)
     used = set(fixed.list_arguments()) | set(fixed.list_auxiliary_states())
     export_params = {k: v for k, v in fixed_params.items() if k in used}
@@ -222,6 +229,20 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     logger.info("wrote %s (embedding %s of %d, input %dx%d)", output, out_name, emb_size,
                 height, width)
     return report
+
+
+def _fast_prelu(symbol, input_name: str, shape, sym_file: str):
+    """``symbol`` with its PReLU layers in the fast form, or as it is where that cannot be done."""
+    from insightgluon.export.graph import count_prelu, fast_prelu_symbol
+
+    try:
+        fast = fast_prelu_symbol(symbol, shape, input_name)
+    except ValueError as err:
+        logger.info("%s: PReLU layers exported as they are (%s)", sym_file, err)
+        return symbol
+    logger.info("%s: %d PReLU layers exported in the fast form", sym_file,
+                count_prelu(symbol) - count_prelu(fast))
+    return fast
 
 
 def _translate(symbol, params: Dict, shape, path: str, sym_file: str, out_name: str):
