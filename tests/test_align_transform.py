@@ -111,3 +111,21 @@ def test_select_face_prefers_large_central_faces():
     assert select_face(boxes, shape) == 1
     with pytest.raises(ValueError):
         select_face(np.zeros((0, 5)), shape)
+
+
+def test_centre_crop_of_a_112x112_face_is_its_112x96_alignment():
+    """SphereNet reads 112x112 data as its centre 96 columns: the 112x96 template is the 112x112
+    one shifted by 8 pixels, so the crop is the 112x96 alignment itself."""
+    from insightgluon.data.image import resize_to
+
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8), (9, 9), 3)
+    landmarks = _apply(_similarity(1.7, -9.0, 40.0, 30.0), REFERENCE_112)
+    wide = align_face(img, landmarks, (112, 112))
+    narrow = align_face(img, landmarks, (112, 96))
+    cropped = resize_to(wide, (112, 96))
+    assert cropped.shape == (112, 96, 3)
+    diff = np.abs(cropped.astype(int) - narrow.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.05  # warpAffine's fixed-point rounding only
+    assert resize_to(wide, (112, 112)) is wide
+    assert resize_to(wide, (56, 56)).shape == (56, 56, 3)  # other sizes are resized

@@ -71,6 +71,10 @@ def test_family_trains_exports_and_deploys(data, tmp_path, name):
     model = load_embedding_model(prefix, 1)
     assert model.engine == "zoo" and SAME_GRAPH.get(model.network, model.network) == name
 
+    if size != "112,112":  # SphereNet: verify reads the 112x112 pack as 112x96 faces
+        assert cli_main(["verify", "--model", f"{prefix},1", "--data-dir", data, "--target", "lfw",
+                         "--image-size", size, "--nfolds", "2"]) == 0
+
     out = str(tmp_path / f"{name}.onnx")
     assert cli_main(["export", "--model", f"{prefix},1", "--output", out, "--image-size", size]) == 0
 
