@@ -170,3 +170,51 @@ def test_scaled_step_skips_an_overflowing_update(data_dir, tmp_path):
     weight.set_data(weight.data() * np.inf)  # every gradient overflows now
     model.step(images, labels, 0.05, 2)
     assert model.loss_scale.scale == 128.0
+
+
+@pytest.fixture(scope="module")
+def y1_checkpoint(tmp_path_factory):
+    """A y1 checkpoint whose BatchNorm statistics fit the tiny faces (so embeddings are not trivial)."""
+    from _datautil import tiny_face
+    from insightgluon.train.checkpoint import save_deployable
+
+    net = get_network("y1", emb_size=32)
+    net.initialize(mx.init.Xavier())
+    faces = np.stack([tiny_face(k, i) for k in range(8) for i in range(2)]).transpose(0, 3, 1, 2)
+    with mx.autograd.record():  # one training-mode pass: BatchNorm statistics from the faces
+        net(mx.nd.array(faces.astype(np.float32)))
+    prefix = str(tmp_path_factory.mktemp("y1") / "model")
+    save_deployable(net, prefix, 1)
+    return prefix
+
+
+@needs_bf16
+@pytest.mark.parametrize("engine", ["zoo", "graph"])
+def test_bf16_evaluation_matches_fp32(y1_checkpoint, engine):
+    from _datautil import tiny_face
+    from insightgluon.eval.embed import embed_images
+    from insightgluon.model_io import load_embedding_model
+
+    images = np.stack([tiny_face(k, i) for k in range(6) for i in range(2)])
+    fp32 = load_embedding_model(y1_checkpoint, 1, engine=engine)
+    bf16 = load_embedding_model(y1_checkpoint, 1, engine=engine, dtype="bfloat16")
+    assert bf16.describe().endswith("in bfloat16") and bf16.engine == engine
+    want, _ = embed_images(fp32.block, images, batch_size=4)
+    got, _ = embed_images(bf16.block, images, batch_size=4)
+    assert got.dtype == np.float32 and (got * want).sum(1).min() > 0.99
+
+
+def test_evaluation_dtype_refused_with_one_line(y1_checkpoint, tmp_path, monkeypatch, caplog):
+    from insightgluon.cli import main as cli_main
+
+    make_tiny_bin(str(tmp_path / "lfw.bin"), num_pairs=4)
+    base = ["verify", "--model", f"{y1_checkpoint},1", "--data-dir", str(tmp_path), "--target", "lfw",
+            "--nfolds", "2"]
+    assert cli_main(base + ["--dtype", "bf16", "--engine", "onnxruntime"]) == 2
+    assert "--engine onnxruntime runs the float32 ONNX export" in caplog.text
+    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2"})
+    caplog.clear()
+    assert cli_main(base + ["--dtype", "bf16"]) == 2
+    assert "--dtype bf16: this CPU has no bfloat16 instructions" in caplog.text
+    assert cli_main(base + ["--dtype", "fp16"]) == 2
+    assert "--dtype fp16 needs GPUs" in caplog.text

@@ -14,7 +14,7 @@ import logging
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
-from insightgluon.errors import CheckpointError
+from insightgluon.errors import CheckpointError, ConfigError
 
 
 def parse_model_spec(spec: str) -> List[Tuple[str, int]]:
@@ -110,8 +110,11 @@ class EmbeddingModel(NamedTuple):
     network: str = ""
     options: Optional[dict] = None
     image_hw: Tuple[int, int] = (112, 112)
+    dtype: str = "float32"
 
     def describe(self) -> str:
+        if self.dtype != "float32":
+            return f"{self._replace(dtype='float32').describe()} in {self.dtype}"
         if self.engine == "onnxruntime":
             inner = EmbeddingModel(None, "zoo" if self.network else "graph", self.network, self.options)
             return f"onnxruntime on the ONNX export of {inner.describe()}"
@@ -130,7 +133,8 @@ ENGINES = ("auto", "zoo", "graph", "onnxruntime")
 
 def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
                          engine: str = "auto", fast_prelu: bool = True,
-                         image_hw: Optional[Tuple[int, int]] = None) -> EmbeddingModel:
+                         image_hw: Optional[Tuple[int, int]] = None,
+                         dtype: str = "float32") -> EmbeddingModel:
     """Load a checkpoint's embedding, through its zoo network when it provably is one.
 
     Parameters
@@ -152,13 +156,26 @@ def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
         Input size of the images to embed: the shape the graph's PReLU channels are
         inferred at and the input of an ONNX export (default: the zoo network's face
         size, else 112x112).
+    dtype : {"float32", "bfloat16", "float16"}
+        Compute precision of the MXNet engines (the choice among them is made in float32):
+        a zoo network casts per layer as in training (:func:`insightgluon.nn.set_compute_dtype`),
+        a graph goes through MXNet's AMP conversion. The output is float32 either way.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "onnxruntime":
         from insightgluon.export.engine import load_onnxruntime_model
 
+        if dtype != "float32":
+            raise ConfigError("--engine onnxruntime runs the float32 ONNX export; drop --dtype or use an "
+                              "MXNet engine (auto, zoo, graph)")
         return load_onnxruntime_model(prefix, epoch, layer, ctx=ctx, image_hw=image_hw)
+    model = _load_mxnet(prefix, epoch, layer, ctx, engine, fast_prelu, image_hw)
+    return model if dtype == "float32" else _in_precision(model, prefix, epoch, ctx, dtype)
+
+
+def _load_mxnet(prefix, epoch, layer, ctx, engine, fast_prelu, image_hw) -> EmbeddingModel:
+    """The float32 zoo network or graph of ``load_embedding_model``."""
     import mxnet as mx
     import numpy as np
 
@@ -190,6 +207,33 @@ def load_embedding_model(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     logging.getLogger(__name__).info("%s: runs as %s (max rel diff to its graph %.1g)", params_file,
                                      model.describe(), rel)
     return model
+
+
+def _in_precision(model: EmbeddingModel, prefix: str, epoch: int, ctx, dtype: str) -> EmbeddingModel:
+    """``model`` computing in ``dtype``, on arrays read afresh from the checkpoint.
+
+    Fresh arrays, because a float32 inference pass (the zoo probe) lets oneDNN reorder
+    depthwise weights in place into a layout it cannot cast to bfloat16.
+    """
+    import mxnet as mx
+
+    from insightgluon.networks import get_network, load_legacy_params
+    from insightgluon.networks.legacy import read_legacy_params
+    from insightgluon.nn import Float32Output, set_compute_dtype
+
+    params_file = checkpoint_paths(prefix, epoch)[1]
+    first = (ctx or [mx.cpu()])[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
+    if model.engine == "zoo":
+        net = get_network(model.network, **(model.options or {}))
+        set_compute_dtype(net, dtype)
+        load_legacy_params(net, params_file, ctx=ctx or mx.cpu())
+        return model._replace(block=Float32Output(net), dtype=dtype)
+    from mxnet.contrib import amp
+
+    block = mx.gluon.SymbolBlock(model.block(mx.sym.var("data")), mx.sym.var("data", dtype="float32"))
+    saved = read_legacy_params(params_file)
+    block.collect_params().load_dict({name: saved[name] for name in block.collect_params().keys()}, ctx=first)
+    return model._replace(block=amp.convert_hybrid_block(block, target_dtype=dtype, ctx=first), dtype=dtype)
 
 
 def _no_zoo(engine: str, params_file: str, why: str, graph, fast_prelu: bool,

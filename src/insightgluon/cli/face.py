@@ -13,7 +13,7 @@ from insightgluon.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from insightgluon.cli.verify import add_engine_argument
+    from insightgluon.cli.verify import add_dtype_argument, add_engine_argument
 
     parser = argparse.ArgumentParser(
         prog="insightgluon face",
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="inputs are aligned crops of the model's size (no detection)")
     common.add_argument("--threshold", type=float, default=None,
                         help="cosine threshold (default: the one calibrated into the model)")
-    add_engine_argument(common, "graph")
+    add_engine_argument(common, "auto")
+    add_dtype_argument(common)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = sub.add_parser("verify", parents=[common], help="are two photos the same person?")
     verify.add_argument("images", nargs=2, metavar="IMAGE")
@@ -53,7 +54,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.export.faces import FaceCropper, FaceModel, Gallery, cosine
 
     args = build_parser().parse_args(argv)
-    model = FaceModel.load(args.model, engine=args.engine)
+    from insightgluon.precision import check_dtype
+
+    model = FaceModel.load(args.model, engine=args.engine, dtype=check_dtype(args.dtype, ["cpu(0)"]))
     cropper = FaceCropper(model.image_size, aligned=args.aligned)
     threshold = _threshold(args, model)
     if args.command == "verify":

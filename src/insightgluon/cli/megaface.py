@@ -23,7 +23,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
-    from insightgluon.cli.verify import add_engine_argument
+    from insightgluon.cli.verify import add_dtype_argument, add_engine_argument
 
     p.add_argument("--model", required=True, help="prefix,epoch[|prefix2,epoch2]: models concatenated")
     p.add_argument("--layer", default="fc1", help="embedding layer (default fc1)")
@@ -31,7 +31,8 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="images per forward")
     p.add_argument("--ctx", default="", help="devices: cpu, cpu:0,cpu:1, gpu:0")
     p.add_argument("--gpu", default="", help="legacy GPU ids, e.g. 0")
-    add_engine_argument(p, "graph")
+    add_engine_argument(p, "auto")
+    add_dtype_argument(p)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,15 +95,16 @@ def _size(text: str):
 
 
 def _embedders(args) -> list:
-    from insightgluon.cli.verify import expand_model_spec
+    from insightgluon.cli.verify import compute_dtype, expand_model_spec
     from insightgluon.eval.embed import Embedder, parse_ctx
     from insightgluon.model_io import load_embedding_model
 
     ctx = parse_ctx(args.ctx, args.gpu)
+    dtype = compute_dtype(args, ctx)
     out = []
     for prefix, epoch in expand_model_spec(args.model):
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
-                                     image_hw=_size(args.image_size))
+                                     image_hw=_size(args.image_size), dtype=dtype)
         LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
         out.append(Embedder(model.block, ctx, args.batch_size, flip=True))

@@ -64,6 +64,20 @@ def add_engine_argument(parser: argparse.ArgumentParser, default: str) -> None:
                         help=f"{ENGINE_HELP} (default: {default})")
 
 
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` of the commands that embed faces with a checkpoint."""
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="compute precision of the MXNet engines: fp32 (default); bf16 on CPUs with "
+                             "avx512_bf16/AMX; fp16 on GPUs (see docs/EVALUATION.md)")
+
+
+def compute_dtype(args, ctx) -> str:
+    """MXNet's dtype for ``args.dtype`` on the devices ``ctx``; one-line error where unsupported."""
+    from insightgluon.precision import check_dtype
+
+    return check_dtype(args.dtype, [str(c) for c in ctx])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="insightgluon verify", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="lfw,cfp_fp,agedb_30", help="comma-separated .bin names")
     p.add_argument("--layer", default="fc1", help="embedding layer of the graph (default fc1)")
     add_engine_argument(p, "auto")
+    add_dtype_argument(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per forward (default 32)")
     p.add_argument("--nfolds", type=int, default=10, help="cross-validation folds (default 10)")
     p.add_argument("--image-size", default="112,112", help="H,W of the decoded images")
@@ -114,6 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         output_dir(args.roc_dir, "--roc-dir")
     size = _image_size(args.image_size)
     ctx = parse_ctx(args.ctx, args.gpu)
+    dtype = compute_dtype(args, ctx)
     models = expand_model_spec(args.model)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     sets = []
@@ -127,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for prefix, epoch in models:
         LOG.info("loading %s,%d", prefix, epoch)
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
-                                     image_hw=size)
+                                     image_hw=size, dtype=dtype)
         LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
         nets.append(model.block)

@@ -42,11 +42,12 @@ class FaceModel:
         self.engine = engine
 
     @classmethod
-    def load(cls, spec: str, ctx=None, engine: str = "graph") -> "FaceModel":
+    def load(cls, spec: str, ctx=None, engine: str = "auto", dtype: str = "float32") -> "FaceModel":
         """Load ``prefix,epoch`` (layer ``fc1``) or a ``.onnx`` file.
 
-        ``engine`` says how a checkpoint runs (as ``load_embedding_model``; default its
-        own graph); a ``.onnx`` file always runs in onnxruntime.
+        ``engine`` and ``dtype`` say how a checkpoint runs (as ``load_embedding_model``:
+        by default its zoo network when it is one, else its own graph, in float32); a
+        ``.onnx`` file always runs in onnxruntime.
         """
         if spec.lower().endswith(".onnx"):
             return cls._load_onnx(spec)
@@ -60,10 +61,11 @@ class FaceModel:
         meta = read_checkpoint_metadata(prefix, epoch)
         side = int(meta.get("image_size", "112x112").split("x")[0])
         model = load_embedding_model(prefix, epoch, meta.get("layer", "fc1"), ctx=ctx, engine=engine,
-                                     image_hw=(side, side))
+                                     image_hw=(side, side), dtype=dtype)
         logger.info("%s runs as %s", spec, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
-        return cls(spec, model.block, (side, side), meta, checkpoint_paths(prefix, epoch), engine)
+        return cls(spec, model.block, (side, side), meta, checkpoint_paths(prefix, epoch),
+                   engine if dtype == "float32" else f"{engine} {dtype}")
 
     @classmethod
     def _load_onnx(cls, path: str) -> "FaceModel":

@@ -88,6 +88,18 @@ def float32_symbol(block, data_name: str = "data"):
         set_compute_dtype(block, dtype)
 
 
+class Float32Output(HybridBlock):
+    """``net`` (computing in any dtype) with its output cast to float32; adds no parameter names."""
+
+    def __init__(self, net):
+        super().__init__(prefix="")
+        with self.name_scope():
+            self.net = net
+
+    def hybrid_forward(self, F, x):
+        return F.amp_cast(self.net(x), dtype="float32")
+
+
 def set_compute_dtype(block, dtype: str) -> None:
     """Make every layer of ``block`` compute in ``dtype`` (one of :data:`COMPUTE_DTYPES`).
 
