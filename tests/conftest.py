@@ -3,6 +3,7 @@
 Data fixtures (tiny .rec datasets, .bin packs) are built in ``tmp_path`` by the
 test modules that need them, through the package's own writers.
 """
+import gc
 import os
 import random
 
@@ -24,6 +25,14 @@ def _seed():
     np.random.seed(0)
     mx.random.seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _release_arrays():
+    """Free each test's networks at its end: Gluon blocks sit in reference cycles that Python's
+    collector, counting objects rather than bytes, would keep for many tests (hundreds of MB each)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(params=[True, False], ids=["hybrid", "imperative"])

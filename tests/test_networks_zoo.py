@@ -56,7 +56,7 @@ def test_parameter_names_shapes_and_prelu_are_the_2018_ones(tag):
     rec = load_record(RECORDS[tag])
     net = _build(rec)
     net.initialize()
-    net(seeded_input(rec))
+    net(seeded_input(rec)).wait_to_read()  # (a pass left running keeps its arrays alive)
     ours = {name: tuple(p.shape) for name, p in net.collect_params().items()}
     theirs = {key.split(":", 1)[1]: tuple(shape) for key, shape in rec["params"]}
     converted = getattr(net, "convert_legacy_params", None)

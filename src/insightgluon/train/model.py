@@ -112,6 +112,7 @@ class TrainModel:
         h, w = self.cfg.image_hw
         for ctx in self.ctx:
             self.head(self.embed(mx.nd.zeros((1, 3, h, w), ctx=ctx)), mx.nd.zeros((1,), ctx=ctx))
+        mx.nd.waitall()  # MXNet keeps the arrays of a pass whose result is dropped unfinished
 
     def embed(self, x):
         """The backbone's embedding of ``x``, in float32 whatever the compute precision (the
