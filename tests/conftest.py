@@ -6,6 +6,7 @@ test modules that need them, through the package's own writers.
 import gc
 import os
 import random
+import shutil
 
 # Before MXNet loads: one OpenMP thread per test process keeps parallel runs fast.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -27,12 +28,26 @@ def _seed():
     yield
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.when == "call":
+        item.passed_call = report.passed
+
+
 @pytest.fixture(autouse=True)
-def _release_arrays():
-    """Free each test's networks at its end: Gluon blocks sit in reference cycles that Python's
-    collector, counting objects rather than bytes, would keep for many tests (hundreds of MB each)."""
+def _release_resources(request):
+    """Free each test's networks and files at its end.
+
+    Gluon blocks sit in reference cycles that Python's collector, counting objects rather than
+    bytes, would keep for many tests (hundreds of MB each); checkpoints of the full-size networks
+    take up to a GB each, so a passed test's ``tmp_path`` is removed (a failed one's is kept).
+    """
     yield
     gc.collect()
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is not None and getattr(request.node, "passed_call", False):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(params=[True, False], ids=["hybrid", "imperative"])
