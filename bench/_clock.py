@@ -36,3 +36,21 @@ class StealFreeClock:
         """Fraction of the wall time since construction that was stolen."""
         wall = time.perf_counter() - self._wall0
         return (steal_seconds() - self._steal0) / self.cpus / max(wall, 1e-9)
+
+
+def timed_rate(run, batch: int, min_seconds: float, clock: StealFreeClock):
+    """``(wall, steal-free)`` items/s of ``run()`` (``batch`` items a call): one warm-up call, then
+    calls until ``min_seconds`` of steal-free time have passed."""
+    run()
+    count, wall, free = 0, time.perf_counter(), clock()
+    while clock() - free < min_seconds:
+        run()
+        count += 1
+    return count * batch / (time.perf_counter() - wall), count * batch / (clock() - free)
+
+
+def medians(values):
+    """Median wall and steal-free rate of a list of :func:`timed_rate` results."""
+    import statistics
+
+    return statistics.median(w for w, _ in values), statistics.median(f for _, f in values)

@@ -13,10 +13,8 @@ and by the steal-free clock (``bench/_clock.py``) and the steal-free ratio are p
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
@@ -47,16 +45,6 @@ def save_native_checkpoint(name, prefix):
     save_checkpoint(prefix, 1, net(mx.sym.var("data")), params)
 
 
-def timed(run, batch, min_seconds, clock):
-    """(wall img/s, steal-free img/s) of ``run()`` after one warm-up call."""
-    run()
-    count, wall, free = 0, time.perf_counter(), clock()
-    while clock() - free < min_seconds:
-        run()
-        count += 1
-    return count * batch / (time.perf_counter() - wall), count * batch / (clock() - free)
-
-
 def main(argv=None):
     args = parse_args(argv)
     runtime.configure(int(os.environ.get("OMP_NUM_THREADS", 0)))
@@ -65,7 +53,7 @@ def main(argv=None):
     import mxnet as mx
     import numpy as np
 
-    from _clock import StealFreeClock
+    from _clock import StealFreeClock, medians, timed_rate
     from insightgluon.model_io import load_embedding_model
 
     logging.basicConfig(level=logging.WARNING)
@@ -87,13 +75,12 @@ def main(argv=None):
             speeds = {label: [] for label in blocks}
             for _ in range(args.repeats):
                 for label, block in blocks.items():
-                    speeds[label].append(timed(lambda: block(batch).wait_to_read(), args.batch_size,
+                    speeds[label].append(timed_rate(lambda: block(batch).wait_to_read(), args.batch_size,
                                                args.min_seconds, clock))
-            for label, values in speeds.items():
-                print(f"{name:4s} forward {label:10s} median {statistics.median(w for w, _ in values):7.1f} "
-                      f"img/s wall, {statistics.median(f for _, f in values):7.1f} steal-free")
-            ratio = (statistics.median(f for _, f in speeds["fast PReLU"])
-                     / statistics.median(f for _, f in speeds["as saved"]))
+            rates = {label: medians(values) for label, values in speeds.items()}
+            for label, (wall, free) in rates.items():
+                print(f"{name:4s} forward {label:10s} median {wall:7.1f} img/s wall, {free:7.1f} steal-free")
+            ratio = rates["fast PReLU"][1] / rates["as saved"][1]
             print(f"{name:4s} forward fast PReLU / as saved x{ratio:.2f}")
             sys.stdout.flush()
     print(f"steal: {100 * clock.steal_share():.0f}% of the wall time")

@@ -12,10 +12,8 @@ steal-free clock (``bench/_clock.py``) and the steal-free ratio are printed.
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
@@ -65,16 +63,6 @@ def session(path, threads):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def timed(run, batch, min_seconds, clock):
-    """(wall img/s, steal-free img/s) of ``run()`` after one warm-up call."""
-    run()
-    count, wall, free = 0, time.perf_counter(), clock()
-    while clock() - free < min_seconds:
-        run()
-        count += 1
-    return count * batch / (time.perf_counter() - wall), count * batch / (clock() - free)
-
-
 def main(argv=None):
     args = parse_args(argv)
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
@@ -83,7 +71,7 @@ def main(argv=None):
 
     import numpy as np
 
-    from _clock import StealFreeClock
+    from _clock import StealFreeClock, medians, timed_rate
 
     logging.basicConfig(level=logging.WARNING)
     clock = StealFreeClock()
@@ -96,14 +84,13 @@ def main(argv=None):
                 speeds = {variant: [] for variant in sessions}
                 for _ in range(args.repeats):
                     for variant, sess in sessions.items():
-                        speeds[variant].append(timed(lambda: sess.run(None, {"data": x}), batch,
+                        speeds[variant].append(timed_rate(lambda: sess.run(None, {"data": x}), batch,
                                                      args.min_seconds, clock))
-                for variant, values in speeds.items():
-                    print(f"{name:4s} batch {batch:3d} {variant:10s} median "
-                          f"{statistics.median(w for w, _ in values):7.1f} img/s wall, "
-                          f"{statistics.median(f for _, f in values):7.1f} steal-free")
-                ratio = (statistics.median(f for _, f in speeds["PRelu"])
-                         / statistics.median(f for _, f in speeds["decomposed"]))
+                rates = {variant: medians(values) for variant, values in speeds.items()}
+                for variant, (wall, free) in rates.items():
+                    print(f"{name:4s} batch {batch:3d} {variant:10s} median {wall:7.1f} img/s wall, "
+                          f"{free:7.1f} steal-free")
+                ratio = rates["PRelu"][1] / rates["decomposed"][1]
                 print(f"{name:4s} batch {batch:3d} PRelu / decomposed x{ratio:.2f}")
                 sys.stdout.flush()
     print(f"steal: {100 * clock.steal_share():.0f}% of the wall time")
