@@ -76,7 +76,7 @@ def main(argv=None):
             for _ in range(args.repeats):
                 for label, block in blocks.items():
                     speeds[label].append(timed_rate(lambda: block(batch).wait_to_read(), args.batch_size,
-                                               args.min_seconds, clock))
+                                                    args.min_seconds, clock))
             rates = {label: medians(values) for label, values in speeds.items()}
             for label, (wall, free) in rates.items():
                 print(f"{name:4s} forward {label:10s} median {wall:7.1f} img/s wall, {free:7.1f} steal-free")

@@ -85,7 +85,7 @@ def main(argv=None):
                 for _ in range(args.repeats):
                     for variant, sess in sessions.items():
                         speeds[variant].append(timed_rate(lambda: sess.run(None, {"data": x}), batch,
-                                                     args.min_seconds, clock))
+                                                          args.min_seconds, clock))
                 rates = {variant: medians(values) for variant, values in speeds.items()}
                 for variant, (wall, free) in rates.items():
                     print(f"{name:4s} batch {batch:3d} {variant:10s} median {wall:7.1f} img/s wall, "
