@@ -9,7 +9,8 @@ more says so, and why::
     @pytest.mark.budget(reason="...", memory_gib=2.0, cpu_seconds=40)
 
 Without it, overspending fails the test at its teardown. Tests marked so run one at a time across
-the test processes (a file lock), so two heavy tests never add up.
+the test processes (file locks), so two heavy tests never add up; one marked ``alone=True`` also waits
+for the other processes' tests to finish and holds theirs back until it is done.
 
 At the end the slowest tests, the hungriest, and the peak memory of the whole test process tree
 (proportional set sizes summed, so shared libraries and copy-on-write pages count once) are printed;
@@ -140,19 +141,36 @@ class Budget:
             self.tree = _TreeSampler(os.getpid(), include_root=True, interval=0.25)
             self.tree.start()
 
-    def _lock_path(self):
+    def _lock(self, name):
         base = self.config._tmp_path_factory.getbasetemp()
         # pytest-xdist workers each have a basetemp below one shared root
         root = base.parent if hasattr(self.config, "workerinput") else base
-        return os.path.join(str(root), "heavy-test.lock")
+        return open(os.path.join(str(root), f"{name}.lock"), "a")
+
+    def _acquire(self, item):
+        """The locks ``item`` runs under (waiting for them is not charged to it).
+
+        ``heavy``: one budget-marked test at a time. ``all``: shared by every test, exclusive for an
+        ``alone`` one; ``gate`` is taken before it, briefly by the others, so that a waiting
+        ``alone`` test is not starved by the stream of small ones.
+        """
+        mark = item.get_closest_marker("budget")
+        alone = bool(mark and mark.kwargs.get("alone"))
+        held = []
+        for name, mode in (("gate", fcntl.LOCK_EX), ("heavy", fcntl.LOCK_EX if mark else None),
+                           ("all", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)):
+            if mode is not None:
+                held.append(self._lock(name))
+                fcntl.flock(held[-1], mode)
+        if not alone:  # others pass the gate at once
+            held.pop(0).close()
+        return held
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item):
-        lock = None
-        if _allowance(item)[2]:
-            lock = open(self._lock_path(), "a")
-            fcntl.flock(lock, fcntl.LOCK_EX)  # waiting here is not charged to the test
-        item._budget = (_TestMeter(), lock)
+        _allowance(item)  # (a marker without its reason is refused before anything runs)
+        locks = self._acquire(item)
+        item._budget = (_TestMeter(), locks)
         yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -160,10 +178,10 @@ class Budget:
         outcome = yield
         if call.when != "teardown" or not hasattr(item, "_budget"):
             return
-        meter, lock = item._budget
+        meter, locks = item._budget
         del item._budget
         used = meter.finish()
-        if lock is not None:
+        for lock in reversed(locks):
             lock.close()
         report = outcome.get_result()
         report.user_properties.append(("budget", used))
@@ -209,6 +227,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", f"budget(reason, memory_gib={MEMORY_GIB:g}, cpu_seconds={CPU_SECONDS:g}): a test allowed "
-                   "more memory or CPU time than every test gets, and why (such tests run one at a time)")
+        "markers", f"budget(reason, memory_gib={MEMORY_GIB:g}, cpu_seconds={CPU_SECONDS:g}, alone=False): a test "
+                   "allowed more memory or CPU time than every test gets, and why (such tests run one at a time; "
+                   "alone: with no other test running)")
     config.pluginmanager.register(Budget(config), "insightgluon-budget")

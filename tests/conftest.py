@@ -3,9 +3,6 @@
 Data fixtures (tiny .rec datasets, .bin packs) are built in ``tmp_path`` by the
 test modules that need them, through the package's own writers.
 """
-import ctypes
-import ctypes.util
-import gc
 import os
 import random
 import shutil
@@ -18,8 +15,9 @@ os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from _memory import release  # noqa: E402
+
 pytest_plugins = ["_budget"]
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +47,7 @@ def _release_resources(request):
     take up to a GB each, so a passed test's ``tmp_path`` is removed (a failed one's is kept).
     """
     yield
-    gc.collect()
-    _LIBC.malloc_trim(0)  # hand freed heap pages back, so the next test starts from what is in use
+    release()
     tmp = request.node.funcargs.get("tmp_path")
     if tmp is not None and getattr(request.node, "passed_call", False):
         shutil.rmtree(tmp, ignore_errors=True)

@@ -175,10 +175,20 @@ def test_checkpoint_policy_modes():
 
 
 def test_state_round_trip_and_corruption(tmp_path):
+    import mxnet as mx
+
     path = str(tmp_path / "m-train.state")
-    ckpt.save_state(path, {"param/a": np.arange(6, dtype=np.float32).reshape(2, 3)}, {"step": 7})
+    blob = tmp_path / "trainer.states"
+    blob.write_bytes(bytes(range(256)) * 3)
+    ckpt.save_state(path, {"param/a": np.arange(6, dtype=np.float32).reshape(2, 3),
+                           "param/b": mx.nd.array([[1.5, -2.0]]), "trainer": ckpt.BytesFile(str(blob))},
+                    {"step": 7})
     arrays, meta = ckpt.load_state(path)
     assert meta["step"] == 7 and arrays["param/a"].shape == (2, 3)
+    np.testing.assert_array_equal(arrays["param/b"], np.array([[1.5, -2.0]], dtype=np.float32))
+    assert arrays["trainer"].dtype == np.uint8 and arrays["trainer"].tobytes() == blob.read_bytes()
+    with np.load(path) as archive:  # the archive np.savez writes, readable by NumPy alone
+        assert sorted(archive.files) == ["a/param/a", "a/param/b", "a/trainer", "meta"]
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
     (tmp_path / "bad.state").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match=r"bad\.state: not a readable training state"):

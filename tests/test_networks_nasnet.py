@@ -91,12 +91,25 @@ def test_layer_attributes_are_the_2018_ones(graph):
 def test_options_the_2018_builder_did_not_read_are_ignored():
     plain = get_network("n1", emb_size=8)
     other = get_network("n1", emb_size=8, version_se=1, version_input=0, version_output="GDC",
-                        version_unit=1, version_act="relu", version_multiplier=0.25, bn_mom=0.5)
+                        version_unit=1, version_act="relu", bn_mom=0.5)
     assert _names(other) == _names(plain)
     assert [p.shape for p in other.collect_params().values()] == [
         p.shape for p in plain.collect_params().values()]
     with pytest.raises(ConfigError, match="emb_size"):
         get_network("n1", emb_size=0)
+    with pytest.raises(ConfigError, match="version_multiplier"):
+        get_network("n1", version_multiplier=0)
+
+
+def test_width_multiplier_scales_every_cell_and_keeps_the_names():
+    """Not a 2018 option: the stem and cell widths scaled to even channel counts, the names kept."""
+    plain, thin = get_network("n1", emb_size=8), get_network("n1", emb_size=8, version_multiplier=0.25)
+    assert _names(thin) == _names(plain)
+    shapes = {name: p.shape for name, p in thin.collect_params().items()}
+    assert shapes["conv0_weight"][0] == 24  # 96 / 4
+    assert shapes["pre_fc1_weight"][1] in (0, 6 * 168 * 7 * 7)  # the last cells: 672 / 4 wide, six branches
+    out = thin(mx.sym.var("data")).infer_shape(data=(1, 3, 112, 112))[1]
+    assert out == [(1, 8)]
 
 
 def test_every_cell_parameter_is_decayed_as_in_2018():

@@ -1,9 +1,11 @@
 """Every recorded 2018 graph (``tests/legacy_zoo/*.json.gz``, see ``_zoo.py``) is built exactly.
 
-For each record: the network's parameters are the 2018 names and shapes, a
-checkpoint saved under those names loads with nothing missing or left over but
-``fc7*``, the output equals the 2018 graph's on the same arrays, hybridized and
-not (one checkpoint file per record serves both), and PReLU is the fast one wherever the 2018 graph has ``prelu``.
+For each record: the network's parameters are the 2018 names and shapes at full size, found by shape
+inference on its symbol (nothing full-size is allocated); it declares the 2018 multipliers and
+initialisers; a checkpoint saved under those names loads with nothing missing or left over but
+``fc7*``, and the output equals the 2018 graph's on the same arrays, imperative and hybridized (the
+large graphs at the smaller input of their probe); PReLU is the fast one wherever the 2018 graph has
+``prelu``.
 """
 import os
 
@@ -11,11 +13,18 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from _zoo import expected_multipliers, load_record, record_paths, seeded_input, seeded_params
+from _zoo import (expected_multipliers, load_record, numeric, record_paths, seeded_input, seeded_params,
+                  stand_ins)
 from insightgluon.networks import get_network, load_legacy_params
 from insightgluon.nn import PReLU
 
 RECORDS = {os.path.basename(p)[:-len(".json.gz")]: p for p in record_paths()}
+# Bodies of 86-144 M parameters: a checkpoint file read into the network holds them twice at least.
+# (n1 and p107 run at their probe's 32x32 input; p92 and p131 have no probe, so 112x112.)
+LARGE = {"n1", "p92", "p107", "p131"}
+NUMERIC = [pytest.param(tag, marks=pytest.mark.budget(
+    reason="loads a 2018 checkpoint of a 86-144 M-parameter network", memory_gib=2.0)) if tag in LARGE else tag
+    for tag in sorted(RECORDS)]
 
 
 def _build(rec):
@@ -31,9 +40,9 @@ def test_every_family_has_records():
     assert {"r", "y", "m", "p", "d", "i", "x", "n", "s"} <= families, sorted(families)
 
 
-@pytest.mark.parametrize("tag", sorted(RECORDS))
+@pytest.mark.parametrize("tag", NUMERIC)
 def test_2018_checkpoint_loads_and_gives_the_same_fc1(tmp_path, tag):
-    rec = load_record(RECORDS[tag])
+    rec = numeric(load_record(RECORDS[tag]))  # the large graphs at a small input (their probe)
     params = seeded_params(rec)
     params["arg:fc7_weight"] = mx.nd.ones((3, len(rec["fc1"]) // rec["input"][0]))  # a 2018 file has fc7 too
     path = str(tmp_path / "legacy-0000.params")
@@ -41,9 +50,9 @@ def test_2018_checkpoint_loads_and_gives_the_same_fc1(tmp_path, tag):
     del params
     want = np.asarray(rec["fc1"], dtype=np.float32)
     x = seeded_input(rec)
-    for hybridize in (False, True):
-        net = _build(rec)
-        assert load_legacy_params(net, path) == []
+    net = _build(rec)
+    assert load_legacy_params(net, path) == []
+    for hybridize in (False, True):  # the same loaded parameters, imperative and then as one graph
         if hybridize:
             net.hybridize(static_alloc=True, static_shape=True)
         got = net(x).asnumpy().ravel()
@@ -53,16 +62,20 @@ def test_2018_checkpoint_loads_and_gives_the_same_fc1(tmp_path, tag):
 
 @pytest.mark.parametrize("tag", sorted(RECORDS))
 def test_parameter_names_shapes_and_prelu_are_the_2018_ones(tag):
+    """Names and shapes by shape inference on the network's symbol: nothing full-size is allocated."""
     rec = load_record(RECORDS[tag])
     net = _build(rec)
-    net.initialize()
-    net(seeded_input(rec)).wait_to_read()  # (a pass left running keeps its arrays alive)
-    ours = {name: tuple(p.shape) for name, p in net.collect_params().items()}
+    out = net(mx.sym.var("data"))
+    arg_shapes, _, aux_shapes = out.infer_shape(data=tuple(rec["input"]))
+    inferred = dict(zip(out.list_arguments(), arg_shapes))
+    inferred.update(zip(out.list_auxiliary_states(), aux_shapes))
+    inferred.pop("data")
+    ours = {name: tuple(inferred[name]) for name in net.collect_params().keys() if name in inferred}
+    assert sorted(set(net.collect_params().keys()) - set(inferred)) == []  # every parameter is used
     theirs = {key.split(":", 1)[1]: tuple(shape) for key, shape in rec["params"]}
     converted = getattr(net, "convert_legacy_params", None)
     if converted is not None:  # families whose 2018 layout we store differently (Xception)
-        theirs = {k: tuple(v.shape) for k, v in converted(
-            {k: mx.nd.zeros(s) for k, s in theirs.items()}).items()}
+        theirs = {k: tuple(v.shape) for k, v in converted(stand_ins(theirs)).items()}
     assert sorted(set(ours) - set(theirs)) == [] and sorted(set(theirs) - set(ours)) == []
     assert {k: v for k, v in ours.items() if theirs[k] != v} == {}
     fast = sorted(block.gamma.name for block in _blocks(net) if isinstance(block, PReLU))

@@ -1,9 +1,9 @@
 """The README's "Using it" lines, run in order on tiny data, as a user in a fresh clone would type them.
 
 Each line runs as written, with two exceptions that only shrink the work: ``synth`` makes a
-few identities and ``train_softmax.py`` trains two batches of 4 (flags appended; typed flags
-win), and a training line without ``--prefix`` runs with ``--dry-run`` (its legacy prefix
-``../model`` lies outside the folder). The inputs the README leaves to the user (``photos/``,
+few identities and ``train_softmax.py`` trains two batches of 4 with a quarter of the network's width
+and a 16-d embedding (flags appended; typed flags win), and a training line without ``--prefix`` runs
+with ``--dry-run`` (its legacy prefix ``../model`` lies outside the folder). The inputs the README leaves to the user (``photos/``,
 ``lfw/`` with ``pairs.txt``, ``a.jpg``, ``b.jpg``) are made here, and ``INSIGHTGLUON_DATA``
 points at a tiny dataset so that nothing is written to the user's cache.
 """
@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUDGET = {
     "synth": ["--num-ids", "6", "--imgs-per-id", "4", "--num-val-ids", "6", "--pairs", "10", "--workers", "1"],
     "train_softmax.py": ["--max-steps", "2", "--verbose", "2", "--per-batch-size", "4", "--data-workers", "0",
-                         "--tensorboard", "0", "--frequent", "1"],
+                         "--tensorboard", "0", "--frequent", "1", "--version-multiplier", "0.25",
+                         "--emb-size", "16"],
 }
 
 
@@ -80,6 +81,8 @@ def test_readme_lines_are_commands_of_this_toolkit():
 
 
 @pytest.mark.slow
+@pytest.mark.budget(reason="the README's eleven commands, each a fresh process as a user types them",
+                    cpu_seconds=45)
 @pytest.mark.skipif(importlib.util.find_spec("mtcnn") is None, reason="face detection needs the 'mtcnn' wheel")
 def test_readme_using_it_runs_as_written(tmp_path):
     from insightgluon.data.synthetic import make_synthetic_dataset

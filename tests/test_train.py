@@ -196,3 +196,14 @@ def test_cli_main_and_help(data_dir, tmp_path, capsys):
         train_main(["--help"])
     out = capsys.readouterr().out
     assert "--per-batch-size" in out and "margins and losses:" in out and "--launch-dist" in out
+
+
+@pytest.mark.parametrize("steps, written", [(4, [2, 4]), (3, [2, 3])])
+def test_state_is_written_every_verbose_batches_and_at_the_end_once(data_dir, tmp_path, monkeypatch, steps,
+                                                                   written):
+    saved = []
+    save_state = ckpt.save_state
+    monkeypatch.setattr(ckpt, "save_state", lambda path, arrays, meta: (saved.append(meta["step"]),
+                                                                        save_state(path, arrays, meta)))
+    result = _run(data_dir, tmp_path / "m", "--verbose", "2", "--max-steps", str(steps))
+    assert saved == written and _params(result.state_file)[1]["step"] == steps

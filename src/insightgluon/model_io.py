@@ -189,7 +189,7 @@ def _load_mxnet(prefix, epoch, layer, ctx, engine, fast_prelu, image_hw) -> Embe
 
     found = None
     if layer in ("fc1", "fc1_output"):
-        found = identify_network(read_legacy_params(params_file))
+        found = identify_network(read_legacy_params(params_file), image_hw)
     if found is None:
         return _no_zoo(engine, params_file, "its arrays are not those of any zoo network", graph,
                        fast_prelu, image_hw)

@@ -99,7 +99,8 @@ def _candidates(saved: Dict) -> Iterator[Tuple[str, Dict]]:
     return ((name, converted) for score, name, converted in scored[:SHORTLIST] if score > 0.2)
 
 
-def identify_network(saved: Dict) -> Optional[Tuple[str, Dict, Tuple[int, int]]]:
+def identify_network(saved: Dict, image_hw: Optional[Tuple[int, int]] = None
+                     ) -> Optional[Tuple[str, Dict, Tuple[int, int]]]:
     """``(network, options, (H, W))`` whose parameters are exactly ``saved``'s, or None.
 
     Parameters
@@ -108,6 +109,9 @@ def identify_network(saved: Dict) -> Optional[Tuple[str, Dict, Tuple[int, int]]]
         Parameter name -> array (or shape) of a checkpoint (``fc7*`` is ignored). With
         arrays, a family's own layout conversion applies (Xception's per-channel kernels,
         counter numbers of another process).
+    image_hw : (int, int), optional
+        The face size the checkpoint was trained at, when known: tried before the usual
+        112x112 and 112x96 (an embedding layer's shape depends on it).
 
     Returns
     -------
@@ -116,6 +120,7 @@ def identify_network(saved: Dict) -> Optional[Tuple[str, Dict, Tuple[int, int]]]
         size at which every shape agrees; None when no zoo network has these arrays.
     """
     saved = {k: v for k, v in saved.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    sizes = tuple(dict.fromkeys(((tuple(image_hw),) if image_hw else ()) + INPUT_SIZES))
     for name, converted in _candidates(saved):
         shapes = {k: _shape(v) for k, v in converted.items()}
         emb_size = _emb_size(shapes) or 512  # heads without a dense layer (A, AX, Z) ignore it
@@ -133,13 +138,13 @@ def identify_network(saved: Dict) -> Optional[Tuple[str, Dict, Tuple[int, int]]]
             if multiplier != 1.0:
                 options = dict(options, version_multiplier=multiplier)
                 net = get_network(name, **options)
-            for image_hw in INPUT_SIZES:
+            for size in sizes:
                 try:
-                    ours_shapes = _shapes(net, image_hw)
+                    ours_shapes = _shapes(net, size)
                 except Exception:  # noqa: BLE001 -- MXNet refuses this input size for this network
                     continue
                 if all(ours_shapes.get(k) == v for k, v in renamed.items()):
-                    return name, {k: v for k, v in options.items() if DEFAULTS.get(k) != v}, image_hw
+                    return name, {k: v for k, v in options.items() if DEFAULTS.get(k) != v}, size
     return None
 
 

@@ -27,7 +27,9 @@ Kept as the 2018 graph had them:
   BatchNorm betas too (see :meth:`NASNet.legacy_multipliers`).
 
 The 2018 builder took only the embedding size: it read no ``--version-*`` option (the head is
-always ``E``), no width multiplier and no ``--bn-mom``; they are ignored here too.
+always ``E``), no width multiplier and no ``--bn-mom``; they are ignored here too, but for
+``version_multiplier``, which ours reads as an extension: it scales the stem and every cell's width
+(to even numbers of channels; the names stay), and 1.0 builds the 2018 graph.
 """
 import re
 
@@ -35,7 +37,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.errors import ConfigError
-from insightgluon.networks.base import NETWORKS
+from insightgluon.networks.base import NETWORKS, scaled
 from insightgluon.networks.legacy import renumber_counters
 from insightgluon.nn import (Activation, BatchNorm, Conv, Dropout, InputNorm, Pool, Sequence,
                              channel_concat, make_head)
@@ -210,14 +212,14 @@ class ReductionCell(HybridBlock):
     The reduction cells pass on their own previous input, not their input, as the next "previous".
     """
 
-    def __init__(self, names, kind, width):
+    def __init__(self, names, kind, width, stem_width=STEM_WIDTH):
         super().__init__(prefix="")
         self.scope = names(CELL_SCOPES[kind])
         self.keeps_prev = kind.startswith("reduction")
         self.out_name = f"{self.scope}_concat{1 if kind == 'stem1' else 0}"
         self.width = width
         shifted = kind == "reduction0"
-        b_channels = STEM_WIDTH if kind == "stem0" else width
+        b_channels = stem_width if kind == "stem0" else width
 
         def sep(in_channels, kernel, stride):
             return SeparableBranch(names, in_channels, width, kernel, stride, shifted)
@@ -305,24 +307,32 @@ class NASNet(HybridBlock):
     """NASNet-A Large (see the module doc).
 
     Input (N, 3, 112, 112) raw RGB 0..255 -> (N, emb_size) ``fc1``. Of the
-    :func:`insightgluon.networks.get_network` options only ``emb_size`` changes the graph.
+    :func:`insightgluon.networks.get_network` options ``emb_size`` changes the graph, and
+    ``version_multiplier`` the widths (not a 2018 option).
     """
 
-    def __init__(self, emb_size=512, **_ignored):
+    def __init__(self, emb_size=512, version_multiplier=1.0, **_ignored):
         super().__init__(prefix="")
         if int(emb_size) <= 0:
             raise ConfigError(f"emb_size={emb_size!r} must be a positive integer")
+        if not float(version_multiplier) > 0:
+            raise ConfigError(f"version_multiplier={version_multiplier!r} must be > 0")
+        mult = float(version_multiplier)
         names = LegacyCounter()
+        stem_width = scaled(STEM_WIDTH, mult, 2)
         with self.name_scope():
             self.norm = InputNorm()
-            self.conv0 = Sequence([_conv(names, STEM_WIDTH, 3, pad=0), _bn(names)])
+            self.conv0 = Sequence([_conv(names, stem_width, 3, pad=0), _bn(names)])
             self.cells = []
             for index, (kind, width) in enumerate(CELLS):
-                cell_class = ReductionCell if kind.startswith(("stem", "reduction")) else NormalCell
-                cell = cell_class(names, kind, width)
+                if kind.startswith(("stem", "reduction")):
+                    cell = ReductionCell(names, kind, scaled(width, mult, 2), stem_width)
+                else:
+                    cell = NormalCell(names, kind, scaled(width, mult, 2))
                 self.register_child(cell, f"cell{index}")
                 self.cells.append(cell)
-            self.head = make_head(HEAD, int(emb_size), 6 * CELLS[-1][1], bn_mom=HEAD_BN_MOMENTUM)
+            self.head = make_head(HEAD, int(emb_size), 6 * scaled(CELLS[-1][1], mult, 2),
+                                  bn_mom=HEAD_BN_MOMENTUM)
             for layer in self.head._children.values():
                 if isinstance(layer, Dropout):
                     layer.op_name = HEAD_DROPOUT
@@ -354,5 +364,5 @@ class NASNet(HybridBlock):
 
 @NETWORKS.register("n1")
 def n1(**options):
-    """NASNet-A Large (``n1``); only ``emb_size`` is read."""
+    """NASNet-A Large (``n1``); ``emb_size`` and (not a 2018 option) ``version_multiplier`` are read."""
     return NASNet(**options)

@@ -14,12 +14,14 @@ Two kinds of files are written beside ``PREFIX``:
 Every file is written to a temporary name, flushed to disk and renamed, so a
 crash (or SIGKILL) leaves either the old or the new file, never half of one.
 """
-import io
+import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+import zipfile
+from typing import BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,14 +51,15 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a flushed temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` (flushed to disk, then renamed) if the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -65,6 +68,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a flushed temporary file and a rename."""
+    with atomic_output(path) as out:
+        out.write(data)
 
 
 def _commit(tmp: str, final: str) -> None:
@@ -113,14 +122,35 @@ def _write_params(net, symbol, path: str) -> None:
     mx.nd.save(path, arrays)
 
 
-def save_state(path: str, arrays: Dict[str, np.ndarray], meta: dict) -> None:
-    """Write a training state: named arrays plus JSON-serialisable metadata."""
+class BytesFile:
+    """A file whose bytes a training state stores as one ``uint8`` array, copied in pieces."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+def save_state(path: str, arrays: Dict, meta: dict) -> None:
+    """Write a training state: named arrays plus JSON-serialisable metadata.
+
+    ``arrays`` values are NumPy arrays, MXNet NDArrays (copied to NumPy one at a time, as they
+    are written) or :class:`BytesFile`: the state never holds a second copy of the network and
+    optimiser in memory. The file is the ``.npz`` archive ``np.savez`` writes.
+    """
     meta = dict(meta, format=STATE_FORMAT, version=STATE_VERSION)
-    payload = {f"a/{k}": np.asarray(v) for k, v in arrays.items()}
-    payload["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **payload)
-    atomic_write_bytes(path, buf.getvalue())
+    entries = [(f"a/{k}", v) for k, v in arrays.items()]
+    entries.append(("meta", np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)))
+    with atomic_output(path) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in entries:
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                if isinstance(value, BytesFile):
+                    size = os.path.getsize(value.path)
+                    np.lib.format.write_array_header_1_0(member, {
+                        "descr": "|u1", "fortran_order": False, "shape": (size,)})
+                    with open(value.path, "rb") as source:
+                        shutil.copyfileobj(source, member, 1 << 22)
+                else:
+                    array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+                    np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def load_state(path: str) -> Tuple[Dict[str, np.ndarray], dict]:

@@ -84,6 +84,7 @@ class Session:
         self.state_file = ckpt.state_path(cfg.prefix)
         self.step = 0
         self.last_good_state = ""
+        self.saved_step = -1  # the batch the state on disk was written at
 
     # -- state ---------------------------------------------------------------------------------
     def save_state(self, epoch: int) -> None:
@@ -91,11 +92,12 @@ class Session:
         if not self.writes:
             return
         self.model.assert_finite(self.step)
-        arrays = self.model.state_arrays()
         meta = {"step": self.step, "epoch": epoch, "lr": self.lr(self.step + 1),
                 "policy": self.policy.state(), "rng": ckpt.rng_states(), "config": self.cfg.as_dict()}
-        ckpt.save_state(self.state_file, arrays, meta)
+        with self.model.state_arrays() as arrays:
+            ckpt.save_state(self.state_file, arrays, meta)
         self.last_good_state = self.state_file
+        self.saved_step = self.step
 
     def restore(self, path: str, loaded=None) -> None:
         """Continue from a training state: parameters, optimiser, counters, RNG."""
@@ -162,7 +164,8 @@ class Session:
         finally:
             speed.close()
             tb.close()
-        self.save_state(result.epoch)
+        if self.saved_step != self.step:  # (a run ending on a --state-every batch has just written it)
+            self.save_state(result.epoch)
         result.state_file = self.last_good_state if self.writes else ""
         result.checksum = self.model.checksum()
         logger.info("finished at batch %d; parameter checksum %.10e", self.step, result.checksum)

@@ -1,12 +1,14 @@
 """Backbone + loss head + optimiser on a list of devices: one training step, state in and out."""
+import contextlib
 import logging
 import os
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.train import checkpoint as ckpt
 from insightgluon.train.callbacks import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
@@ -231,22 +233,25 @@ class TrainModel:
                         scale, self.loss_scale.scale)
 
     # -- state ---------------------------------------------------------------------------------
-    def state_arrays(self) -> Dict[str, np.ndarray]:
-        """Parameters of the first device (``param/NAME``) and optimiser states (``trainer``)."""
-        arrays = {f"param/{k}": p.data(self.ctx[0]).asnumpy() for k, p in self.params.items()}
+    @contextlib.contextmanager
+    def state_arrays(self) -> Iterator[Dict]:
+        """Parameters of the first device (``param/NAME``, NDArrays) and optimiser states
+        (``trainer``, the Trainer's own file), for :func:`insightgluon.train.checkpoint.save_state`
+        while the context is open."""
+        arrays = {f"param/{k}": p.data(self.ctx[0]) for k, p in self.params.items()}
         if self.loss_scale is not None:
             arrays["loss_scale"] = np.asarray(self.loss_scale.state(), dtype=np.float64)
         if self.distributed:
-            return arrays  # the optimiser states live on the parameter servers
+            yield arrays  # the optimiser states live on the parameter servers
+            return
         fd, tmp = tempfile.mkstemp(suffix=".states")
         os.close(fd)
         try:
             self.trainer.save_states(tmp)
-            with open(tmp, "rb") as handle:
-                arrays["trainer"] = np.frombuffer(handle.read(), dtype=np.uint8)
+            arrays["trainer"] = ckpt.BytesFile(tmp)
+            yield arrays
         finally:
             os.unlink(tmp)
-        return arrays
 
     def load_state_arrays(self, arrays: Dict[str, np.ndarray], source: str) -> None:
         import mxnet as mx
