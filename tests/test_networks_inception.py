@@ -181,6 +181,7 @@ def test_gnap_gap_and_z_heads_on_1536_channels():
     assert _head_shapes(40, version_output="Z")[1] == (1, 1536 * 3 * 3)
 
 
+@pytest.mark.budget(reason="two full-size i4 checkpoints (54 M parameters) loaded by name", memory_gib=1.5)
 def test_checkpoint_loads_and_renumbered_counters_are_read(tmp_path, default_shapes):
     net = get_network("i4", emb_size=8)
     assert load_legacy_params(net, _checkpoint(tmp_path / "a-0000.params", default_shapes)) == []

@@ -90,12 +90,12 @@ CASES = ["synth", "synth --preview", "align", "align --report", "align --lst", "
 def test_unwritable_output_is_one_line_before_any_work(ws, case, caplog):
     argv, blocked = _cases(ws)[case]
     caplog.set_level(logging.INFO)
-    tic = time.time()
+    tic = time.process_time()  # CPU time: a loaded machine does not change it
     assert cli_main(argv) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0], errors
     assert blocked in errors[0] or os.path.dirname(blocked) in errors[0], errors[0]
-    assert time.time() - tic < 30  # stopped before the work: no model, detector or data was loaded
+    assert time.process_time() - tic < 5  # stopped before the work: no model, detector or data was loaded
 
 
 def test_every_writing_subcommand_has_a_case():
