@@ -10,7 +10,9 @@ more says so, and why::
 
 Without it, overspending fails the test at its teardown. Tests marked so run one at a time across
 the test processes (file locks), so two heavy tests never add up; one marked ``alone=True`` also waits
-for the other processes' tests to finish and holds theirs back until it is done.
+for the other processes' tests to finish and holds theirs back until it is done. Heavy tests allowed
+more than 2 GiB are marked ``alone``: with two test processes the tree then stays under 4 GiB (a
+heavy test's 2 GiB, the other process's test 1 GiB, both processes' own ~0.3 GiB each).
 
 At the end the slowest tests, the hungriest, and the peak memory of the whole test process tree
 (proportional set sizes summed, so shared libraries and copy-on-write pages count once) are printed;
@@ -26,6 +28,7 @@ import pytest
 
 MEMORY_GIB = 1.0
 CPU_SECONDS = 20.0
+SHARED_GIB = 2.0  # the most a heavy test running beside other tests may use
 SHOW = 10
 _GIB = 1 << 30
 
@@ -127,7 +130,10 @@ def _allowance(item):
         return MEMORY_GIB, CPU_SECONDS, False
     if not mark.kwargs.get("reason"):
         raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.budget needs reason='why this test is heavy'")
-    return mark.kwargs.get("memory_gib", MEMORY_GIB), mark.kwargs.get("cpu_seconds", CPU_SECONDS), True
+    memory = mark.kwargs.get("memory_gib", MEMORY_GIB)
+    if memory > SHARED_GIB and not mark.kwargs.get("alone"):
+        raise pytest.UsageError(f"{item.nodeid}: a test allowed more than {SHARED_GIB:g} GiB runs alone=True")
+    return memory, mark.kwargs.get("cpu_seconds", CPU_SECONDS), True
 
 
 class Budget:

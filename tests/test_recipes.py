@@ -81,7 +81,7 @@ BUDGET = ["--max-steps", "1", "--per-batch-size", "10", "--data-workers", "0", "
 SMALL = ["--image-size", "32,32", "--emb-size", "16", "--version-multiplier", "0.25"]
 # DPN-107 reads no width multiplier: 87 M parameters even on 32x32 faces
 HEAVY = {"p107_softmax_vgg2": pytest.mark.budget(reason="DPN-107 (87 M parameters) trains one batch",
-                                                 memory_gib=2.5, cpu_seconds=30)}
+                                                 memory_gib=2.5, cpu_seconds=30, alone=True)}
 
 
 def _run_script(name, tiny_data, prefix, *extra, pretrained=""):
