@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Test processes (pytest-xdist, one test file per process at a time; each computes on one
-# OpenMP thread). Two took 12.6 min and 16.6 GiB at most on 2 cores: lower it on small machines.
+# OpenMP thread). Two take about 5.5 min and 3.7 GiB at most on 2 cores; one, twice the time.
 TEST_JOBS ?= 2
 
 .PHONY: demo test bench venv clean
