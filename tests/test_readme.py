@@ -1,11 +1,12 @@
 """The README's "Using it" lines, run in order on tiny data, as a user in a fresh clone would type them.
 
 Each line runs as written, with two exceptions that only shrink the work: ``synth`` makes a
-few identities and ``train_softmax.py`` trains two batches of 4 with a quarter of the network's width
-and a 16-d embedding (flags appended; typed flags win), and a training line without ``--prefix`` runs
-with ``--dry-run`` (its legacy prefix ``../model`` lies outside the folder). The inputs the README leaves to the user (``photos/``,
-``lfw/`` with ``pairs.txt``, ``a.jpg``, ``b.jpg``) are made here, and ``INSIGHTGLUON_DATA``
-points at a tiny dataset so that nothing is written to the user's cache.
+few identities and ``train_softmax.py`` trains two batches of 4 with a quarter of the network's
+width and a 16-d embedding (flags appended; typed flags win), and a training line without
+``--prefix`` runs with ``--dry-run`` (its legacy prefix ``../model`` lies outside the folder). The
+inputs the README leaves to the user (``photos/``, ``lfw/`` with ``pairs.txt``, ``a.jpg``,
+``b.jpg``) are made here, and ``INSIGHTGLUON_DATA`` points at a tiny dataset so that nothing is
+written to the user's cache.
 """
 import importlib.util
 import os

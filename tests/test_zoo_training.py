@@ -64,8 +64,8 @@ def test_family_trains_exports_and_deploys(data, tmp_path, name):
     prefix = str(tmp_path / name / "model")
     width = ["--version-multiplier", str(THIN[name])] if name in THIN else []
     cfg, _ = parse_config([*width, "--network", name, "--loss-type", "4", "--data-dir", data, "--prefix", prefix,
-                           "--image-size", size, "--per-batch-size", BATCH.get(name, "2"), "--max-steps", "2", "--verbose", "2",
-                           "--ckpt", "2", "--frequent", "1", "--data-workers", "0", "--tensorboard", "0",
+                           "--image-size", size, "--per-batch-size", BATCH.get(name, "2"), "--max-steps", "2",
+                           "--verbose", "2", "--ckpt", "2", "--frequent", "1", "--data-workers", "0", "--tensorboard", "0",
                            "--target", "lfw", "--lr", "0.01", "--fc7-lr-mult", str(FC7_MULT[0]),
                            "--fc7-wd-mult", str(FC7_MULT[1]), "--emb-size", "16", *record_options(record)])
     session = Session(cfg.resolve(env={}))
