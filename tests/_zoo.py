@@ -208,14 +208,18 @@ def record(symbol_file, tag, network, options=None, input_shape=(1, 3, 112, 112)
            output="fc1_output"):
     """Describe the graph in ``symbol_file`` cut at ``output`` (the embedding: ``fc1``, or
     ``fc1_relu`` for the D heads), run it on seeded arrays and write ``TAG.json.gz``."""
-    import mxnet as mx
-
-    sym = load_symbol(symbol_file)
-    if output in sym.get_internals().list_outputs():
-        sym = sym.get_internals()[output]
+    sym = _graph(symbol_file, output)
     rec = dict(network=network, options=options or {}, source=source, **describe(sym, input_shape))
     rec["fc1"] = run_graph(sym, rec)
     return _write(tag, rec)
+
+
+def _graph(symbol_file, output):
+    """The graph in ``symbol_file`` cut at ``output`` (where it has that node)."""
+    sym = load_symbol(symbol_file)
+    if output in sym.get_internals().list_outputs():
+        sym = sym.get_internals()[output]
+    return sym
 
 
 def run_graph(sym, rec):
@@ -233,20 +237,19 @@ def probe(symbol_file, tag, input_shape, output="fc1_output"):
     graph in ``symbol_file`` is the one the record describes."""
     path = record_path(tag)
     rec = load_record(path)
-    sym = load_symbol(symbol_file)
-    if output in sym.get_internals().list_outputs():
-        sym = sym.get_internals()[output]
+    sym = _graph(symbol_file, output)
     described = describe(sym, rec["input"])
     differ = [key for key, value in described.items() if rec[key] != value]
     if differ:
         raise SystemExit(f"{symbol_file} is not the graph of {path}: {differ} differ")
-    full = np.asarray(run_graph(sym, numeric(rec)), dtype=np.float32)
-    want = np.asarray(numeric(rec)["fc1"], dtype=np.float32)
-    if full.shape != want.shape or np.abs(full - want).max() > 1e-5 * np.abs(want).max():
+    committed = numeric(rec)  # (a record probed before: its probe)
+    got = np.asarray(run_graph(sym, committed), dtype=np.float32)
+    want = np.asarray(committed["fc1"], dtype=np.float32)
+    if got.shape != want.shape or np.abs(got - want).max() > 1e-5 * np.abs(want).max():
         raise SystemExit(f"{symbol_file} does not compute the fc1 of {path}")
     small = describe(sym, input_shape)
     changed = {key: shape for (key, shape), (_, old) in zip(small["params"], rec["params"]) if shape != old}
-    rec.pop("fc1")
+    rec.pop("fc1", None)
     rec["probe"] = dict(input=list(input_shape), params=changed, fc1=[])
     rec["probe"]["fc1"] = run_graph(sym, numeric(rec))
     return _write(tag, rec)
