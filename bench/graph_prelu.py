@@ -54,7 +54,7 @@ def main(argv=None):
     import numpy as np
 
     from _clock import StealFreeClock, medians, timed_rate
-    from insightgluon.model_io import load_embedding_model
+    from insightgluon.engines import load_embedding_model
 
     logging.basicConfig(level=logging.WARNING)
     clock = StealFreeClock()

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     from verify import make_bin
 
     from insightgluon.eval.verification import VerificationSet, verify_model
-    from insightgluon.model_io import load_embedding_model
+    from insightgluon.engines import load_embedding_model
 
     clock = StealFreeClock()
     names = args.engines.split(",")

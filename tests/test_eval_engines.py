@@ -15,8 +15,8 @@ from insightgluon.errors import ConfigError  # noqa: E402
 from insightgluon.eval.embed import embed_images  # noqa: E402
 from insightgluon.export import export_onnx  # noqa: E402
 from insightgluon.export.deploy import save_checkpoint  # noqa: E402
-from insightgluon.export.engine import OnnxEmbedding  # noqa: E402
-from insightgluon.model_io import load_embedding_model  # noqa: E402
+from insightgluon.engines.onnxruntime import OnnxEmbedding  # noqa: E402
+from insightgluon.engines import load_embedding_model  # noqa: E402
 from insightgluon.networks import get_network  # noqa: E402
 
 SIZE = 112
@@ -64,7 +64,7 @@ def test_verify_lines_agree_across_engines(y1, tmp_path, capsys, caplog):
     make_tiny_bin(str(tmp_path / "lfw.bin"), num_pairs=12)
     caplog.set_level(logging.INFO)
     lines = {}
-    for engine in ("graph", "zoo", "onnxruntime"):
+    for engine in ("graph", "zoo", "onnxruntime", "openvino"):
         assert cli_main(["verify", "--model", f"{y1},1", "--data-dir", str(tmp_path), "--target", "lfw",
                          "--nfolds", "3", "--batch-size", "8", "--engine", engine]) == 0
         lines[engine] = capsys.readouterr().out.strip().splitlines()
@@ -77,12 +77,14 @@ def test_verify_lines_agree_across_engines(y1, tmp_path, capsys, caplog):
     accuracy = next(float(line.split()[1].split("+-")[0]) for line in lines["graph"]
                     if line.startswith("[lfw]Accuracy-Flip: "))
     assert 0.5 < accuracy < 1.0
+    assert xnorm["openvino"] == pytest.approx(xnorm["graph"], rel=1e-4)
     assert lines["zoo"][1:] == lines["graph"][1:]
     assert lines["onnxruntime"][1:] == lines["graph"][1:]
+    assert lines["openvino"][1:] == lines["graph"][1:]
 
 
 def test_onnxruntime_engine_is_called_like_a_block(small):
-    graph = load_embedding_model(small, 1)
+    graph = load_embedding_model(small, 1, engine="mxnet")
     model = load_embedding_model(small, 1, engine="onnxruntime")
     assert isinstance(model.block, OnnxEmbedding) and model.engine == "onnxruntime"
     assert model.describe() == "onnxruntime on the ONNX export of the checkpoint's own graph"
@@ -106,7 +108,7 @@ def test_fast_prelu_export_has_no_prelu_operator(small, tmp_path):
     assert "PRelu" in ops[native] and "PRelu" not in ops[fast]
     onnx.checker.check_model(onnx.load(fast), full_check=True)
     pixels = np.random.default_rng(2).uniform(0, 255, (2, 3, SIZE, SIZE)).astype(np.float32)
-    np.testing.assert_allclose(OnnxEmbedding(fast)(pixels).asnumpy(), OnnxEmbedding(native)(pixels).asnumpy(),
+    np.testing.assert_allclose(OnnxEmbedding(fast)(pixels), OnnxEmbedding(native)(pixels),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -118,7 +120,7 @@ def test_face_and_megaface_take_the_engine(small, tmp_path, capsys):
             cv2.imwrite(str(folder / f"id{person}" / f"{k}.png"), tiny_face(person, k, SIZE)[:, :, ::-1])
     pair = [str(folder / "id0" / "0.png"), str(folder / "id0" / "1.png")]
     out = {}
-    for engine in ("graph", "onnxruntime"):
+    for engine in ("graph", "onnxruntime", "openvino"):
         assert cli_main(["face", "verify", *pair, "--model", f"{small},1", "--aligned",
                          "--engine", engine]) == 0
         assert cli_main(["megaface", "identify", "--model", f"{small},1", "--data", str(folder),
@@ -126,3 +128,4 @@ def test_face_and_megaface_take_the_engine(small, tmp_path, capsys):
         out[engine] = capsys.readouterr().out.splitlines()
     assert out["graph"][0].startswith("similarity ") and "rank-1: " in out["graph"][2]
     assert out["onnxruntime"] == out["graph"]
+    assert out["openvino"] == out["graph"]

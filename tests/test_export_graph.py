@@ -9,7 +9,7 @@ mx = pytest.importorskip("mxnet")
 
 from _legacy_graphs import legacy_resnet, random_checkpoint  # noqa: E402
 from insightgluon.export.graph import count_prelu, fast_prelu_symbol  # noqa: E402
-from insightgluon.model_io import load_embedding_model  # noqa: E402
+from insightgluon.engines import load_embedding_model  # noqa: E402
 from insightgluon.nn.prelu import PReLU  # noqa: E402
 
 SHAPE = (4, 3, 24, 24)
@@ -112,7 +112,7 @@ def test_graph_engine_runs_the_fast_form(tmp_path, caplog):
     prefix = str(tmp_path / "odd")
     random_checkpoint(legacy_resnet((1, 1, 1, 1), 16, filters=(8, 8, 16, 16, 16)), prefix, batch)
     caplog.set_level(logging.INFO)
-    fast = load_embedding_model(prefix, 1)
+    fast = load_embedding_model(prefix, 1, engine="mxnet")
     assert fast.engine == "graph" and "5 of 5 PReLU layers of its graph run in the fast form" in caplog.text
     assert count_prelu(fast.block(mx.sym.var("data"))) == 0
     native = load_embedding_model(prefix, 1, engine="graph", fast_prelu=False)

@@ -11,7 +11,7 @@ from insightgluon.cli import main  # noqa: E402
 from insightgluon.errors import ConfigError, DataFormatError  # noqa: E402
 from insightgluon.export import export_onnx  # noqa: E402
 from insightgluon.export.deploy import save_checkpoint  # noqa: E402
-from insightgluon.export.faces import FaceCropper, FaceModel, Gallery, cosine  # noqa: E402
+from insightgluon.face.search import FaceCropper, FaceModel, Gallery, cosine  # noqa: E402
 
 SIZE = 112
 

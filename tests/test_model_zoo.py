@@ -16,7 +16,7 @@ from _legacy_graphs import legacy_embedding, legacy_mobilefacenet, legacy_resnet
 from _zoo import trainer_multipliers
 from insightgluon.cli import main as cli_main
 from insightgluon.errors import CheckpointError
-from insightgluon.model_io import load_embedding_model
+from insightgluon.engines import load_embedding_model
 from insightgluon.networks import get_network, load_legacy_params
 from insightgluon.networks.identify import identify_network
 from insightgluon.networks.legacy import MODEL_ZOO_VARIANTS, declared_multipliers, legacy_arrays
@@ -60,7 +60,7 @@ def test_model_zoo_file_loads_into_y1_and_says_which_variant(zoo_y1, batch, capl
 
 def test_verify_engine_runs_a_2018_checkpoint_through_its_zoo_network(zoo_y1, batch):
     prefix, want = zoo_y1
-    model = load_embedding_model(prefix, 1)
+    model = load_embedding_model(prefix, 1, engine="mxnet")
     assert (model.engine, model.network, model.options) == ("zoo", "y1", {"emb_size": EMB})
     assert model.describe() == "zoo network y1 (emb_size=128)"
     np.testing.assert_allclose(model.block(batch).asnumpy(), want, rtol=1e-4, atol=1e-4)
@@ -87,7 +87,7 @@ def test_a_graph_of_no_zoo_network_runs_as_itself(tmp_path, batch):
     sym = legacy_resnet((1, 1, 1, 1), 16)
     prefix = str(tmp_path / "odd")
     random_checkpoint(sym, prefix, batch)
-    assert load_embedding_model(prefix, 1).engine == "graph"
+    assert load_embedding_model(prefix, 1, engine="mxnet").engine == "graph"
     with pytest.raises(CheckpointError, match=r"odd-0001\.params: cannot run through a zoo network"):
         load_embedding_model(prefix, 1, engine="zoo")
 

@@ -193,7 +193,7 @@ def y1_checkpoint(tmp_path_factory):
 def test_bf16_evaluation_matches_fp32(y1_checkpoint, engine):
     from _datautil import tiny_face
     from insightgluon.eval.embed import embed_images
-    from insightgluon.model_io import load_embedding_model
+    from insightgluon.engines import load_embedding_model
 
     images = np.stack([tiny_face(k, i) for k in range(6) for i in range(2)])
     fp32 = load_embedding_model(y1_checkpoint, 1, engine=engine)
@@ -211,7 +211,7 @@ def test_evaluation_dtype_refused_with_one_line(y1_checkpoint, tmp_path, monkeyp
     base = ["verify", "--model", f"{y1_checkpoint},1", "--data-dir", str(tmp_path), "--target", "lfw",
             "--nfolds", "2"]
     assert cli_main(base + ["--dtype", "bf16", "--engine", "onnxruntime"]) == 2
-    assert "--engine onnxruntime runs the float32 ONNX export" in caplog.text
+    assert "engine onnxruntime computes in float32 only" in caplog.text
     monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2"})
     caplog.clear()
     assert cli_main(base + ["--dtype", "bf16"]) == 2

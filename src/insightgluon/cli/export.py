@@ -1,6 +1,7 @@
-"""``insightgluon export``: an MXNet checkpoint to ONNX, or a training checkpoint without fc7.
+"""``insightgluon export``: an MXNet checkpoint to ONNX or OpenVINO IR, or a training checkpoint without fc7.
 
     insightgluon export --model model/r100,1 --output r100.onnx --calibrate-bin lfw.bin --far 1e-3
+    insightgluon export --model model/r100,1 --output r100.xml     # OpenVINO IR: r100.xml + r100.bin
     insightgluon export --model model/r100,1 --strip-fc7 model/r100-slim
 """
 import argparse
@@ -18,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="insightgluon export",
         description="Export a checkpoint's embedding to ONNX (onnxruntime and insightface "
-                    "accept it as is), or strip fc7 from a training checkpoint.")
+                    "accept it as is) or to an OpenVINO IR, or strip fc7 from a training checkpoint.")
     parser.add_argument("--model", required=True, help="checkpoint as prefix,epoch")
     parser.add_argument("--layer", default="fc1", help="embedding layer (default: fc1)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--output", help="ONNX file to write")
+    mode.add_argument("--output", help="file to write: model.onnx, or model.xml for an OpenVINO IR")
     mode.add_argument("--strip-fc7", dest="strip_fc7", metavar="OUT_PREFIX",
                       help="write OUT_PREFIX-symbol.json/-NNNN.params ending at --layer")
     parser.add_argument("--image-size", dest="image_size", default="112,112",
@@ -31,12 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: a checkpoint of a zoo network (2018 and model-zoo files included) "
                              "is exported through that network, checked against its own graph; else "
                              "the graph as saved. zoo: require that; graph: always the saved graph")
+    parser.add_argument("--format", choices=("onnx", "openvino"), default=None,
+                        help="onnx, or openvino (an IR: OUTPUT.xml and OUTPUT.bin, converted from the "
+                             "ONNX export and checked against MXNet); default: from OUTPUT's extension")
+    parser.add_argument("--ir-weights", dest="ir_weights", choices=("fp32", "fp16"), default="fp32",
+                        help="how an IR stores its weights: fp32 (default; the exact figures) or fp16 "
+                             "(half the file; computed in the inference precision as before)")
     parser.add_argument("--calibrate-bin", dest="calibrate_bin", metavar="BIN",
                         help=".bin verification set to calibrate the decision threshold on")
     parser.add_argument("--far", type=float, default=1e-3,
                         help="false-accept rate of the calibrated threshold (default: 1e-3)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest relative onnxruntime-vs-MXNet difference (default: 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="largest relative difference of the export to MXNet (default: 1e-4; "
+                             "an IR with fp16 weights: 1e-2)")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=32,
                         help="images per forward during calibration (default: 32)")
     return parser
@@ -56,7 +64,7 @@ def _calibrate(args, block, image_hw) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.config import parse_image_size
-    from insightgluon.model_io import load_embedding_model, load_symbol_block, parse_model_spec
+    from insightgluon.model_io import load_symbol_block, parse_model_spec
 
     args = build_parser().parse_args(argv)
     models = parse_model_spec(args.model)
@@ -78,12 +86,53 @@ def main(argv: Optional[List[str]] = None) -> int:
             values.update(layer=args.layer, image_size="{}x{}".format(*image_hw))
             sys.stdout.write(f"wrote {write_checkpoint_metadata(args.strip_fc7, epoch, values)}\n")
         return 0
-    from insightgluon.export.engine import export_embedding
+    return _export(args, prefix, epoch, image_hw)
 
-    model = load_embedding_model(prefix, epoch, args.layer, engine=args.engine, image_hw=image_hw)
+
+def _format(args) -> str:
+    by_name = "openvino" if args.output.lower().endswith(".xml") else "onnx"
+    if args.format == "openvino" and by_name != "openvino":
+        raise ConfigError(f"--output {args.output}: an OpenVINO IR is written as a .xml file (its .bin beside it)")
+    if args.format == "onnx" and by_name != "onnx":
+        raise ConfigError(f"--output {args.output}: a .xml file is an OpenVINO IR; name the ONNX file .onnx")
+    return by_name
+
+
+def _export(args, prefix: str, epoch: int, image_hw) -> int:
+    import tempfile
+
+    from insightgluon.engines import ENGINES, Settings, model_source
+    from insightgluon.export.onnx import DEFAULT_TOLERANCE, export_embedding
+
+    fmt = _format(args)
+    source = model_source(prefix, epoch, args.layer)
+    model = ENGINES.get("mxnet" if args.engine == "auto" else args.engine)(
+        source, Settings(image_hw=image_hw, fast_prelu=False))
     logger.info("%s,%d: exporting %s", prefix, epoch, model.describe())
     values = _calibrate(args, model.block, image_hw)
-    report = export_embedding(model, prefix, epoch, args.output, args.layer, image_hw, metadata=values,
-                              tolerance=args.tolerance)
-    sys.stdout.write(f"{report}\n")
+    if fmt == "onnx":
+        tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+        report = export_embedding(model, prefix, epoch, args.output, args.layer, image_hw, metadata=values,
+                                  tolerance=tolerance)
+        sys.stdout.write(f"{report}\n")
+        return 0
+    from insightgluon.export.openvino import bin_path, require_openvino, save_ir
+
+    require_openvino()
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = f"{folder}/model.onnx"
+        report = export_embedding(model, prefix, epoch, onnx_path, args.layer, image_hw, metadata=values)
+        sys.stdout.write(f"{report}\n")
+        ir_report = save_ir(onnx_path, args.output, _numpy_forward(model.block), image_hw,
+                            compress_to_fp16=args.ir_weights == "fp16", tolerance=args.tolerance)
+    sys.stdout.write(f"{ir_report}\n")
+    sys.stdout.write(f"wrote {args.output} and {bin_path(args.output)} (weights stored in "
+                     f"{'float16' if args.ir_weights == 'fp16' else 'float32'})\n")
     return 0
+
+
+def _numpy_forward(block):
+    """``block`` as a function of NumPy pixels to NumPy embeddings."""
+    import mxnet as mx
+
+    return lambda pixels: block(mx.nd.array(pixels)).asnumpy()

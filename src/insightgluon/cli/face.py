@@ -51,7 +51,7 @@ def _threshold(args, model) -> Optional[float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from insightgluon.export.faces import FaceCropper, FaceModel, Gallery, cosine
+    from insightgluon.face.search import FaceCropper, FaceModel, Gallery, cosine
 
     args = build_parser().parse_args(argv)
     from insightgluon.precision import check_dtype

@@ -25,7 +25,8 @@ LOG = logging.getLogger(__name__)
 def _common_model_args(p: argparse.ArgumentParser) -> None:
     from insightgluon.cli.verify import add_dtype_argument, add_engine_argument
 
-    p.add_argument("--model", required=True, help="prefix,epoch[|prefix2,epoch2]: models concatenated")
+    p.add_argument("--model", required=True,
+                   help="prefix,epoch[|prefix2,epoch2] (models concatenated), model.onnx or model.xml")
     p.add_argument("--layer", default="fc1", help="embedding layer (default fc1)")
     p.add_argument("--image-size", "--image_size", default="112,112", help="H,W (or legacy 3,H,W)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="images per forward")
@@ -95,9 +96,9 @@ def _size(text: str):
 
 
 def _embedders(args) -> list:
-    from insightgluon.cli.verify import compute_dtype, expand_model_spec
+    from insightgluon.cli.verify import compute_dtype, expand_model_spec, model_label
+    from insightgluon.engines import load_embedding_model
     from insightgluon.eval.embed import Embedder, parse_ctx
-    from insightgluon.model_io import load_embedding_model
 
     ctx = parse_ctx(args.ctx, args.gpu)
     dtype = compute_dtype(args, ctx)
@@ -105,7 +106,7 @@ def _embedders(args) -> list:
     for prefix, epoch in expand_model_spec(args.model):
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
                                      image_hw=_size(args.image_size), dtype=dtype)
-        LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
+        LOG.info("%s runs as %s", model_label(prefix, epoch), model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
         out.append(Embedder(model.block, ctx, args.batch_size, flip=True))
     return out

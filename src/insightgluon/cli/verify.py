@@ -7,7 +7,7 @@ per-class accuracy; optionally writes a JSON report and ROC / worst-pair PNGs.
 Model notation (``--model``), items separated by ``|``:
 ``prefix,epoch`` one checkpoint; a bare ``epoch`` re-uses the previous prefix
 (the legacy ``prefix,e1|e2``); a bare ``prefix`` means every epoch saved
-under it.
+under it; ``model.onnx`` or ``model.xml`` (OpenVINO IR) an exported model.
 """
 import argparse
 import glob
@@ -25,13 +25,18 @@ from insightgluon.outputs import output_dir, output_file
 LOG = logging.getLogger(__name__)
 
 
-def expand_model_spec(spec: str) -> List[Tuple[str, int]]:
-    """``p,1|2|q,5`` -> ``[(p, 1), (p, 2), (q, 5)]``; ``p`` -> every ``p-NNNN.params``."""
+def expand_model_spec(spec: str) -> List[Tuple[str, Optional[int]]]:
+    """``p,1|2|q,5`` -> ``[(p, 1), (p, 2), (q, 5)]``; ``p`` -> every ``p-NNNN.params``.
+
+    An exported model (``x.onnx``, ``x.xml``) comes back as ``(path, None)``.
+    """
     from insightgluon.model_io import parse_model_spec
 
     models, prefix = [], None
     for item in filter(None, (s.strip() for s in spec.split("|"))):
-        if re.fullmatch(r"\d+", item):
+        if item.lower().endswith((".onnx", ".xml")):
+            models.append((item, None))
+        elif re.fullmatch(r"\d+", item):
             if prefix is None:
                 raise CheckpointError(f"model '{spec}': epoch '{item}' has no prefix before it")
             models.append((prefix, int(item)))
@@ -50,25 +55,31 @@ def expand_model_spec(spec: str) -> List[Tuple[str, int]]:
     return models
 
 
-ENGINE_HELP = ("auto: a checkpoint of a zoo network (2018 or model-zoo files included) runs through that "
-               "network, checked against its own graph; else the graph. zoo: require that; graph: always "
-               "the checkpoint's own graph (its PReLU layers in the fast form); onnxruntime: what auto "
-               "picks, exported to ONNX in a temporary folder (parity-checked) and run by onnxruntime")
+ENGINE_HELP = ("auto: the fastest engine installed that runs the model here and passes its parity probe "
+               "(openvino, then onnxruntime, then mxnet; the log says which). zoo: a checkpoint through the "
+               "zoo network it provably is (2018 and model-zoo files included); graph: the checkpoint's own "
+               "graph (its PReLU layers in the fast form); mxnet: zoo, else graph; onnxruntime, openvino: "
+               "an ONNX/IR file, or a checkpoint exported to ONNX in a temporary folder (parity-checked)")
 
 
 def add_engine_argument(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--engine`` of the commands that embed faces with a checkpoint."""
-    from insightgluon.model_io import ENGINES
+    """``--engine`` of the commands that embed faces with a model."""
+    from insightgluon.engines import engine_choices
 
-    parser.add_argument("--engine", default=default, choices=ENGINES,
+    parser.add_argument("--engine", default=default, choices=engine_choices(),
                         help=f"{ENGINE_HELP} (default: {default})")
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
-    """``--dtype`` of the commands that embed faces with a checkpoint."""
+    """``--dtype`` of the commands that embed faces with a model."""
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
-                        help="compute precision of the MXNet engines: fp32 (default); bf16 on CPUs with "
-                             "avx512_bf16/AMX; fp16 on GPUs (see docs/EVALUATION.md)")
+                        help="compute precision: fp32 (default); bf16 on CPUs with avx512_bf16/AMX (engines "
+                             "openvino, zoo, graph); fp16 on GPUs (see docs/EVALUATION.md)")
+
+
+def model_label(prefix: str, epoch: Optional[int]) -> str:
+    """``prefix,epoch`` of a checkpoint, the path of an exported model."""
+    return prefix if epoch is None else f"{prefix},{epoch}"
 
 
 def compute_dtype(args, ctx) -> str:
@@ -118,8 +129,8 @@ def _write_json(path: str, payload: dict) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     from insightgluon.eval.embed import parse_ctx
+    from insightgluon.engines import load_embedding_model
     from insightgluon.eval.verification import VerificationSet, verify_model
-    from insightgluon.model_io import load_embedding_model
 
     if args.batch_size < 1 or args.nfolds < 2:
         raise ConfigError("--batch-size must be >= 1 and --nfolds >= 2")
@@ -139,30 +150,32 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise DataFormatError(f"{path}: no such verification set")
         sets.append(VerificationSet.load(path, image_size=size))
         LOG.info("loaded %s: %d pairs", path, len(sets[-1]))
-    nets = []
+    loaded = []
     for prefix, epoch in models:
-        LOG.info("loading %s,%d", prefix, epoch)
+        LOG.info("loading %s", model_label(prefix, epoch))
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
                                      image_hw=size, dtype=dtype)
-        LOG.info("%s,%d runs as %s", prefix, epoch, model.describe())
+        LOG.info("%s runs as %s", model_label(prefix, epoch), model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
-        nets.append(model.block)
+        loaded.append(model)
     out = sys.stdout
-    report = {"models": [{"prefix": p, "epoch": e, "layer": args.layer, "results": {}} for p, e in models],
+    report = {"models": [{"prefix": p, "epoch": e, "layer": args.layer, "engine": n.engine, "dtype": n.dtype,
+                          "results": {}} for (p, e), n in zip(models, loaded)],
               "max": {}}
     for vset in sets:
         results = []
-        for (prefix, epoch), net, entry in zip(models, nets, report["models"]):
-            res = verify_model(net, vset, ctx, batch_size=args.batch_size, nfolds=args.nfolds)
-            results.append((f"{os.path.basename(prefix)},{epoch}", res))
+        for (prefix, epoch), model, entry in zip(models, loaded, report["models"]):
+            res = verify_model(model.block, vset, ctx, batch_size=args.batch_size, nfolds=args.nfolds)
+            results.append((model_label(os.path.basename(prefix), epoch), res))
             if len(models) > 1:
-                out.write(f"[{vset.name}]model: {prefix},{epoch}\n")
+                out.write(f"[{vset.name}]model: {model_label(prefix, epoch)}\n")
             out.write("\n".join(res.legacy_lines(f"[{vset.name}]") + res.extra_lines(f"[{vset.name}]")) + "\n")
             entry["results"][vset.name] = res.to_dict()
             if args.roc_dir:
                 from insightgluon.eval.plots import save_worst_pairs
 
-                stem = f"{vset.name}_{os.path.basename(prefix)}-{epoch:04d}_worst.png"
+                name = os.path.basename(prefix) if epoch is None else f"{os.path.basename(prefix)}-{epoch:04d}"
+                stem = f"{vset.name}_{name}_worst.png"
                 save_worst_pairs(res, vset.images, os.path.join(args.roc_dir, stem), args.gallery_pairs)
         best = max(r.accuracy for _, r in results)
         report["max"][vset.name] = best

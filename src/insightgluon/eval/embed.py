@@ -42,6 +42,8 @@ class Embedder:
     model : callable
         Any Gluon block (or callable) mapping an NDArray ``(N, 3, H, W)`` of raw
         RGB values 0..255 to ``(N, D)``; a tuple/list output uses its first item.
+        A model with ``runs_on_host = True`` (the ONNX engines) is given the NumPy
+        batch itself and returns NumPy.
     ctx_list : list of mx.Context
         Devices holding the model's parameters; each batch is split across them.
     batch_size : int
@@ -72,6 +74,9 @@ class Embedder:
         batch = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
         if self.flip:
             batch = np.concatenate([batch, batch[:, :, :, ::-1]], axis=0)
+        if getattr(self.model, "runs_on_host", False):  # an ONNX engine: NumPy in, NumPy out
+            emb = np.asarray(self.model(batch), dtype=np.float32).reshape(len(batch), -1)
+            return emb.reshape(2, len(images), -1) if self.flip else emb
         parts = mx.gluon.utils.split_and_load(batch, self.ctx_list, even_split=False)
         outs = []
         for part in parts:

@@ -1,10 +1,11 @@
-"""Deployment: ONNX export with parity check, fc7 stripping and threshold calibration.
+"""Deployment: ONNX and OpenVINO IR export with parity checks, fc7 stripping, thresholds.
 
 ``export_onnx`` writes a model that onnxruntime and ``insightface`` accept
-unmodified; ``strip_fc7`` turns a training checkpoint into a deployment one;
-``graph.fast_prelu_symbol`` rewrites the PReLU layers of any MXNet graph into the
-fast form; ``engine.OnnxEmbedding`` runs an export as an evaluation engine.
-Importing this package does not import MXNet.
+unmodified; ``openvino.save_ir`` writes that model as an OpenVINO IR; ``strip_fc7``
+turns a training checkpoint into a deployment one; ``graph.fast_prelu_symbol``
+rewrites the PReLU layers of any MXNet graph into the fast form. What runs an
+export for evaluation is in :mod:`insightgluon.engines`. Importing this package
+does not import MXNet.
 """
 from insightgluon.export.onnx import ParityError, ParityReport, export_onnx, read_metadata
 

@@ -150,7 +150,7 @@ def calibrate_threshold(model, bin_path: str, far: float = 1e-3, image_size=(112
     """Embed a ``.bin`` verification set with ``model`` and pick the threshold at ``far``.
 
     ``model`` maps an NDArray ``(N, 3, H, W)`` of raw RGB to ``(N, D)`` (a Gluon
-    block or :class:`insightgluon.export.faces.FaceModel`); embeddings are
+    block or :class:`insightgluon.face.search.FaceModel`); embeddings are
     flip-summed like every other use of the model in this toolkit.
 
     Returns the dict of :func:`threshold_at_far` plus ``calibration_bin``.

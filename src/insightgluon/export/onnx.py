@@ -28,12 +28,12 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 class ParityError(CheckpointError):
-    """onnxruntime and MXNet disagree on the exported model beyond the tolerance."""
+    """An exported model and MXNet disagree beyond the tolerance (or the export cannot run)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ParityReport:
-    """onnxruntime vs MXNet on the same random raw-pixel batch.
+    """An exported model in ``runtime`` vs MXNet on the same random raw-pixel batch.
 
     ``max_rel`` is ``max_abs`` divided by the largest absolute MXNet output.
     """
@@ -44,6 +44,7 @@ class ParityReport:
     max_abs: float
     max_rel: float
     tolerance: float
+    runtime: str = "onnxruntime"
 
     @property
     def passed(self) -> bool:
@@ -51,7 +52,7 @@ class ParityReport:
 
     def __str__(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
-        return (f"{self.output}: parity onnxruntime vs MXNet on {self.batch}x{self.emb_size}: "
+        return (f"{self.output}: parity {self.runtime} vs MXNet on {self.batch}x{self.emb_size}: "
                 f"max abs diff {self.max_abs:.3g}, max rel diff {self.max_rel:.3g} "
                 f"(tolerance {self.tolerance:g}) {verdict}")
 
@@ -229,6 +230,44 @@ def export_onnx(prefix: str, epoch: int, output: str, layer: str = "fc1",
     logger.info("wrote %s (embedding %s of %d, input %dx%d)", output, out_name, emb_size,
                 height, width)
     return report
+
+
+def export_embedding(model, prefix: str, epoch: int, output: str, layer: str = "fc1",
+                     image_hw: Optional[Tuple[int, int]] = None, metadata: Optional[Dict[str, str]] = None,
+                     tolerance: Optional[float] = None, fast_prelu: bool = False) -> ParityReport:
+    """Export a loaded MXNet embedding model of checkpoint ``prefix,epoch`` to ONNX.
+
+    Parameters
+    ----------
+    model : insightgluon.engines.EmbeddingModel
+        Engine ``"zoo"``: its network is exported through its own hybridized graph (fast
+        PReLU, one depthwise convolution where the 2018 Xception sliced channels; ``source``
+        and ``network`` go into the metadata). Otherwise the checkpoint's saved graph cut at
+        ``layer``.
+    output : str
+        ``.onnx`` file (written atomically, parity-checked).
+    image_hw : (int, int), optional
+        Input size (default ``model.image_hw``).
+    metadata, tolerance
+        As :func:`export_onnx`.
+    fast_prelu : bool
+        Export a saved graph's native PReLU layers in the fast form (as a zoo network's are):
+        onnxruntime runs it faster than its ``PRelu`` (``bench/onnx_prelu.py``).
+    """
+    image_hw = tuple(image_hw or model.image_hw)
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    if model.engine != "zoo":
+        return export_onnx(prefix, epoch, output, layer, image_hw, metadata=metadata,
+                           tolerance=tolerance, fast_prelu=fast_prelu)
+    import mxnet as mx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        zoo_prefix = os.path.join(tmp, "zoo")
+        model.block.hybridize()
+        model.block(mx.nd.zeros((1, 3) + image_hw))
+        model.block.export(zoo_prefix, epoch=0)
+        values = dict(metadata or {}, source=f"{os.path.abspath(prefix)},{epoch}", network=model.describe())
+        return export_onnx(zoo_prefix, 0, output, "fc1", image_hw, metadata=values, tolerance=tolerance)
 
 
 def _fast_prelu(symbol, input_name: str, shape, sym_file: str):

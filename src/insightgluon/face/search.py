@@ -1,9 +1,8 @@
-"""Face verification and gallery search with a deployed model (MXNet checkpoint or ONNX).
+"""Face verification and gallery search with a deployed model (checkpoint, ONNX or OpenVINO IR).
 
-:class:`FaceModel` hides where the model runs: ``prefix,epoch`` loads the
-checkpoint's ``fc1`` with MXNet (or, with ``engine="onnxruntime"``, its ONNX export),
-``*.onnx`` runs in onnxruntime. Both take raw
-RGB pixels and are embedded the same way as in verification (flip-summed, L2
+:class:`FaceModel` hides where the model runs: any engine of :mod:`insightgluon.engines`
+(by default the fastest one installed that passes its parity probe). Every engine takes raw
+RGB pixels, and faces are embedded the same way as in verification (flip-summed, L2
 normalised), so a threshold calibrated on a ``.bin`` applies as is.
 """
 import hashlib
@@ -29,11 +28,11 @@ class FaceModel:
     Use :meth:`load`. ``metadata`` holds what was stored with the model
     (``threshold_cos``, ``far``, ``emb_size``, ...); ``image_size`` is
     ``(height, width)``; ``files`` are the files the model was read from and
-    ``engine`` what runs them (``onnxruntime`` for a ``.onnx`` file).
+    ``engine`` what runs them (with its dtype when that is not float32).
     """
 
     def __init__(self, name: str, forward, image_size: Tuple[int, int], metadata: Dict[str, str],
-                 files: Sequence[str] = (), engine: str = "onnxruntime"):
+                 files: Sequence[str] = (), engine: str = ""):
         self.name = name
         self.files = list(files)
         self._forward = forward
@@ -43,41 +42,29 @@ class FaceModel:
 
     @classmethod
     def load(cls, spec: str, ctx=None, engine: str = "auto", dtype: str = "float32") -> "FaceModel":
-        """Load ``prefix,epoch`` (layer ``fc1``) or a ``.onnx`` file.
+        """Load ``prefix,epoch`` (layer and size from its deployment metadata), ``.onnx`` or ``.xml``.
 
-        ``engine`` and ``dtype`` say how a checkpoint runs (as ``load_embedding_model``:
-        by default its zoo network when it is one, else its own graph, in float32); a
-        ``.onnx`` file always runs in onnxruntime.
+        ``engine`` and ``dtype`` say what runs it (:func:`insightgluon.engines.load_embedding_model`:
+        by default the fastest engine installed that passes its parity probe).
         """
-        if spec.lower().endswith(".onnx"):
-            return cls._load_onnx(spec)
-        from insightgluon.export.deploy import read_checkpoint_metadata
-        from insightgluon.model_io import checkpoint_paths, load_embedding_model, parse_model_spec
+        from insightgluon.engines import CHECKPOINT, load_embedding_model, model_source
 
-        models = parse_model_spec(spec)
-        if len(models) != 1:
-            raise CheckpointError(f"model '{spec}': give exactly one prefix,epoch")
-        prefix, epoch = models[0]
-        meta = read_checkpoint_metadata(prefix, epoch)
-        side = int(meta.get("image_size", "112x112").split("x")[0])
-        model = load_embedding_model(prefix, epoch, meta.get("layer", "fc1"), ctx=ctx, engine=engine,
-                                     image_hw=(side, side), dtype=dtype)
+        source = model_source(spec)
+        meta: Dict[str, str] = {}
+        image_hw = None
+        if source.kind == CHECKPOINT:
+            from insightgluon.export.deploy import read_checkpoint_metadata
+
+            meta = read_checkpoint_metadata(source.path, source.epoch)
+            side = int(meta.get("image_size", "112x112").split("x")[0])
+            source, image_hw = source._replace(layer=meta.get("layer", "fc1")), (side, side)
+        model = load_embedding_model(source, ctx=ctx, engine=engine, image_hw=image_hw, dtype=dtype)
         logger.info("%s runs as %s", spec, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
-        return cls(spec, model.block, (side, side), meta, checkpoint_paths(prefix, epoch),
-                   engine if dtype == "float32" else f"{engine} {dtype}")
-
-    @classmethod
-    def _load_onnx(cls, path: str) -> "FaceModel":
-        from insightgluon.export.engine import OnnxEmbedding
-        from insightgluon.export.onnx import read_metadata
-
-        meta = read_metadata(path)
-        runner = OnnxEmbedding(path)
-        height, width = runner.image_size
-        if not isinstance(height, int) or not isinstance(width, int):
-            raise CheckpointError(f"{path}: input {runner.input.shape} needs a fixed image size")
-        return cls(path, runner, (height, width), meta, [path])
+        if source.kind != CHECKPOINT:
+            meta = _file_metadata(source.path)
+        label = model.engine if dtype == "float32" else f"{model.engine} {dtype}"
+        return cls(spec, model.block, tuple(model.image_hw), meta, source.files, label)
 
     def __call__(self, batch):
         return self._forward(batch)
@@ -93,6 +80,17 @@ class FaceModel:
         from insightgluon.eval.embed import embed_images
 
         return embed_images(self, images_rgb, batch_size=batch_size, flip=True)[0]
+
+
+def _file_metadata(path: str) -> Dict[str, str]:
+    """The ``insightgluon.*`` metadata of an ONNX file or an OpenVINO IR."""
+    if path.lower().endswith(".onnx"):
+        from insightgluon.export.onnx import read_metadata
+
+        return read_metadata(path)
+    from insightgluon.export.openvino import metadata, read_model
+
+    return metadata(read_model(path))
 
 
 class FaceCropper:
