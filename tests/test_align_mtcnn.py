@@ -126,3 +126,38 @@ def test_bad_input_and_settings(detector):
     assert mega.min_size == 100 and mega.thresholds == (0.6, 0.7, 0.7) and mega.factor == 0.709
     assert detector.scales(250, 250)[0] == pytest.approx(0.6)
     assert min(detector.scales(250, 250)) * 250 >= 12
+
+
+@needs_weights
+def test_openvino_runs_the_same_networks(detector, astronaut):
+    pytest.importorskip("openvino")
+    from insightgluon.align.mtcnn import MTCNN, detector_engine
+
+    ov = MTCNN(engine="openvino")
+    assert (ov.engine, detector.engine, detector_engine("auto")) == ("openvino", "mxnet", "openvino")
+    rng = np.random.default_rng(0)
+    for stage, shape in ((0, (2, 37, 53, 3)), (0, (1, 12, 12, 3)), (1, (5, 24, 24, 3)), (2, (3, 48, 48, 3))):
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        want, got = detector._forward(stage, batch), ov._forward(stage, batch)
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for w, g in zip(want, got):
+            np.testing.assert_allclose(g, w, atol=1e-5)
+    (boxes, marks), (ov_boxes, ov_marks) = detector.detect(astronaut), ov.detect(astronaut)
+    assert len(boxes) == len(ov_boxes) >= 1
+    np.testing.assert_allclose(ov_boxes, boxes, atol=1e-3)
+    np.testing.assert_allclose(ov_marks, marks, atol=1e-3)
+
+
+def test_openvino_detector_is_refused_off_the_cpu(monkeypatch):
+    import mxnet as mx
+
+    from insightgluon.align.mtcnn import MTCNN
+
+    with pytest.raises(ConfigError, match="MTCNN engine openvino runs on the CPU, not gpu"):
+        MTCNN(ctx=mx.gpu(0), engine="openvino")
+    with pytest.raises(ConfigError, match="MTCNN engine 'tensorrt': choose one of auto, mxnet, openvino"):
+        MTCNN(engine="tensorrt")
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)
+    from insightgluon.align.mtcnn import detector_engine
+
+    assert detector_engine("auto") == "mxnet"

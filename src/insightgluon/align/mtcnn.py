@@ -5,7 +5,8 @@ probability passes ``thresholds[0]``; stages 2 and 3 re-score square crops of
 the survivors at 24x24 and 48x48, regress their boxes, and O-Net adds five
 landmarks. Several images are detected together: pyramid levels of images of
 the same size share one P-Net batch, and all candidate crops of a batch share
-the R-Net and O-Net passes.
+the R-Net and O-Net passes. The three networks run in MXNet or, compiled from the same
+weights, in OpenVINO (:mod:`.mtcnn_openvino`; ``engine``).
 """
 import math
 from typing import Dict, List, Sequence, Tuple
@@ -17,6 +18,22 @@ import numpy as np
 from insightgluon.align import boxes as bx
 from insightgluon.align.mtcnn_nets import load_networks
 from insightgluon.errors import ConfigError
+
+#: What can run the three networks (``MTCNN(engine=...)``); ``auto`` is OpenVINO where it imports.
+ENGINES = ("auto", "mxnet", "openvino")
+
+
+def detector_engine(engine: str) -> str:
+    """``mxnet`` or ``openvino`` for ``engine`` (``auto``: OpenVINO where it can be imported)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"MTCNN engine '{engine}': choose one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "mxnet"
+    return "openvino"
 
 # Detector settings of the legacy scripts (REFERENCE §6).
 PRESETS: Dict[str, dict] = {
@@ -58,6 +75,10 @@ class MTCNN:
     nms_thresholds : (float, float, float, float)
         Overlap limits: within one pyramid level, across levels, after R-Net,
         after O-Net (the last measured over the smaller box).
+    engine : {"mxnet", "openvino", "auto"}
+        What runs the networks: MXNet on ``ctx``, or OpenVINO on the CPU in float32
+        (the same weights and boxes; faster here, see docs/BENCHMARKS.md "Alignment");
+        ``auto``: OpenVINO where it can be imported and ``ctx`` is the CPU.
 
     Examples
     --------
@@ -66,7 +87,8 @@ class MTCNN:
     """
 
     def __init__(self, ctx=None, min_size: float = 20, thresholds: Sequence[float] = (0.6, 0.7, 0.9),
-                 factor: float = 0.85, nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7)):
+                 factor: float = 0.85, nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
+                 engine: str = "mxnet"):
         if not 0.0 < factor < 1.0:
             raise ConfigError(f"MTCNN factor must be in (0, 1), got {factor}")
         if min_size < _CELL:
@@ -78,7 +100,20 @@ class MTCNN:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
+        engine = detector_engine("mxnet" if engine == "auto" and self.ctx.device_type != "cpu" else engine)
+        if engine == "openvino" and self.ctx.device_type != "cpu":
+            raise ConfigError(f"MTCNN engine openvino runs on the CPU, not {self.ctx}")
+        self.engine = engine
         self.pnet, self.rnet, self.onet = load_networks(self.ctx)
+        if engine == "openvino":
+            from insightgluon.align.mtcnn_openvino import openvino_stages
+            from insightgluon.engines.base import host_threads
+
+            self._stages = openvino_stages((self.pnet, self.rnet, self.onet), host_threads())
+        else:
+            from insightgluon.align.mtcnn_openvino import mxnet_stages
+
+            self._stages = mxnet_stages((self.pnet, self.rnet, self.onet), self.ctx)
 
     @classmethod
     def from_preset(cls, name: str, ctx=None, **overrides) -> "MTCNN":
@@ -124,9 +159,9 @@ class MTCNN:
         candidates = self._stage_refine(floats, candidates)
         return self._stage_output(floats, candidates)
 
-    def _forward(self, net, batch: np.ndarray):
-        data = mx.nd.array(batch.transpose(0, 3, 1, 2), ctx=self.ctx)
-        return [out.asnumpy() for out in net(data)]
+    def _forward(self, stage: int, batch: np.ndarray):
+        """Outputs of network ``stage`` (0 P-Net, 1 R-Net, 2 O-Net) on an NHWC batch, as NumPy."""
+        return self._stages[stage](batch.transpose(0, 3, 1, 2))
 
     def _stage_proposals(self, floats: List[np.ndarray]) -> List[np.ndarray]:
         """P-Net over each pyramid level; images of the same shape share a batch."""
@@ -139,7 +174,7 @@ class MTCNN:
                 size = (int(math.ceil(width * scale)), int(math.ceil(height * scale)))
                 batch = np.stack([cv2.resize(floats[i], size, interpolation=cv2.INTER_AREA)
                                   for i in members])
-                prob, reg = self._forward(self.pnet, batch)
+                prob, reg = self._forward(0, batch)
                 for k, i in enumerate(members):
                     level = self._windows(prob[k, 1], reg[k], scale)
                     found[i].append(level[bx.nms(level, self.nms_thresholds[0])])
@@ -162,21 +197,21 @@ class MTCNN:
         out[:, 5:9] = reg[:, rows, cols].T
         return out
 
-    def _score_crops(self, net, floats, candidates, size):
-        """Run ``net`` on every candidate crop of every image; outputs split per image."""
+    def _score_crops(self, stage: int, floats, candidates, size):
+        """Run network ``stage`` on every candidate crop of every image; outputs split per image."""
         crops = [bx.crop_patches(img, cand, size) for img, cand in zip(floats, candidates)]
         counts = [len(c) for c in crops]
         if sum(counts) == 0:
             return None
         batch = np.concatenate(crops)
-        outputs = [self._forward(net, batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)]
+        outputs = [self._forward(stage, batch[i:i + _BATCH]) for i in range(0, len(batch), _BATCH)]
         merged = [np.concatenate(parts) for parts in zip(*outputs)]
         bounds = np.cumsum([0] + counts)
         return [[m[bounds[i]:bounds[i + 1]] for m in merged] for i in range(len(counts))]
 
     def _stage_refine(self, floats, candidates):
         """R-Net re-scores 24x24 crops, regresses and squares the survivors."""
-        scored = self._score_crops(self.rnet, floats, candidates, 24)
+        scored = self._score_crops(1, floats, candidates, 24)
         if scored is None:
             return candidates
         out = []
@@ -191,7 +226,7 @@ class MTCNN:
     def _stage_output(self, floats, candidates):
         """O-Net re-scores 48x48 crops and predicts landmarks; final NMS over the smaller box."""
         empty = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
-        scored = self._score_crops(self.onet, floats, candidates, 48)
+        scored = self._score_crops(2, floats, candidates, 48)
         if scored is None:
             return [empty for _ in candidates]
         out = []

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-face", choices=NO_FACE_ACTIONS, default="center",
                    help="photo without a face: legacy centre crop, or skip it")
     p.add_argument("--batch-size", type=int, default=16, help="photos detected together")
+    p.add_argument("--engine", choices=("auto", "mxnet", "openvino"), default="auto",
+                   help="what runs MTCNN's three networks: OpenVINO (the same boxes, faster on a CPU), "
+                        "MXNet, or auto (OpenVINO where it is installed)")
     p.add_argument("--ext", default="", help="format of the crops (jpg, png, bmp, pgm, ppm, tif, webp, ...); "
                    "default: each photo's own format when it can hold a crop, else jpg")
     p.add_argument("--quality", type=int, default=95, help="quality of JPEG and WebP crops")
@@ -76,7 +79,7 @@ def _detector(args):
     preset = args.preset or LAYOUT_PRESETS[args.layout]
     overrides = {k: v for k, v in (("min_size", args.min_size), ("thresholds", args.threshold),
                                    ("factor", args.factor)) if v is not None}
-    return MTCNN.from_preset(preset, **overrides)
+    return MTCNN.from_preset(preset, engine=args.engine, **overrides)
 
 
 def _check_outputs(args) -> str:

@@ -18,11 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="insightgluon face",
         description="Face verification (1:1) and gallery search (1:N) with a model given as "
-                    "prefix,epoch or model.onnx. Photos are detected and aligned with MTCNN "
+                    "prefix,epoch, model.onnx or model.xml (OpenVINO IR). Photos are detected and "
+                    "aligned with MTCNN (run by OpenVINO when the model is) "
                     "unless --aligned says they are already aligned crops.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", required=True,
-                        help="prefix,epoch (run as --engine says) or model.onnx (run by onnxruntime)")
+                        help="prefix,epoch, model.onnx or model.xml, run as --engine says")
     common.add_argument("--aligned", action="store_true",
                         help="inputs are aligned crops of the model's size (no detection)")
     common.add_argument("--threshold", type=float, default=None,
@@ -57,7 +58,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.precision import check_dtype
 
     model = FaceModel.load(args.model, engine=args.engine, dtype=check_dtype(args.dtype, ["cpu(0)"]))
-    cropper = FaceCropper(model.image_size, aligned=args.aligned)
+    # MTCNN runs where the embedding runs: on OpenVINO when that was chosen, else on MXNet.
+    detector = "openvino" if model.engine.startswith("openvino") else "mxnet"
+    cropper = FaceCropper(model.image_size, aligned=args.aligned, detector_engine=detector)
     threshold = _threshold(args, model)
     if args.command == "verify":
         emb = model.embed(np.stack([cropper(p) for p in args.images]))

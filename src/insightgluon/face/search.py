@@ -98,13 +98,16 @@ class FaceCropper:
 
     With ``aligned=True`` the file must already be an aligned face of the
     model's size. Otherwise MTCNN finds the faces and the highest-scoring one
-    is aligned with the five-point template.
+    is aligned with the five-point template; ``detector_engine`` runs its three
+    networks (``mxnet``, ``openvino`` or ``auto``, see :class:`~insightgluon.align.mtcnn.MTCNN`).
     """
 
-    def __init__(self, image_size: Tuple[int, int], aligned: bool = False, ctx=None):
+    def __init__(self, image_size: Tuple[int, int], aligned: bool = False, ctx=None,
+                 detector_engine: str = "auto"):
         self.image_size = tuple(image_size)
         self.aligned = aligned
         self._ctx = ctx
+        self._engine = detector_engine
         self._detector = None
 
     def __call__(self, path: str) -> np.ndarray:
@@ -127,7 +130,7 @@ class FaceCropper:
         from insightgluon.align.transform import align_face
 
         if self._detector is None:
-            self._detector = MTCNN(ctx=self._ctx)
+            self._detector = MTCNN(ctx=self._ctx, engine=self._engine)
         boxes, landmarks = self._detector.detect(rgb)
         if len(boxes) == 0:
             raise DataFormatError(f"{path}: no face detected (use --aligned for pre-aligned crops)")
