@@ -71,7 +71,7 @@ def load_embedding_model(model, epoch: Optional[int] = None, layer: str = "fc1",
     source = model_source(model, epoch, layer)
     missing = [path for path in source.files if not os.path.isfile(path)]
     if missing:
-        raise CheckpointError(f"{missing[0]}: no such model file")
+        raise CheckpointError(f"{missing[0]}: no such {'checkpoint' if source.kind == CHECKPOINT else 'model'} file")
     settings = Settings(ctx, dtype, tuple(image_hw) if image_hw else None, fast_prelu)
     if engine != "auto":
         return ENGINES.get(engine)(source, settings)

@@ -3,7 +3,7 @@
 A checkpoint is exported first, in a temporary folder, from what engine ``mxnet`` runs (its
 zoo network when it provably is one, else its graph with the fast PReLU), and the export's
 parity check against MXNet must pass (:func:`insightgluon.export.onnx.export_embedding`).
-Float32 only: onnxruntime's CPU kernels have no bfloat16 convolutions.
+It computes in float32 only (``--dtype bf16`` goes to OpenVINO or MXNet).
 """
 import logging
 import os
