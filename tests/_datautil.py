@@ -43,3 +43,26 @@ def make_tiny_bin(path, num_pairs: int = 4, size: int = 112, first_identity: int
         issame.append(same)
     save_bin(os.fspath(path), bins, issame)
     return os.fspath(path)
+
+
+def legacy_y1(prefix: str, emb_size: int = 64, seed: int = 0, passes: int = 20) -> str:
+    """A 2018-style MobileFaceNet checkpoint ``prefix-0001`` (``LeakyReLU`` PReLU in its graph).
+
+    Random weights; the BatchNorm statistics are those of :func:`tiny_face` images, so
+    embeddings differ between identities and an accuracy is neither 0.5 nor 1.
+    """
+    import mxnet as mx
+
+    from insightgluon.export.deploy import save_checkpoint
+    from insightgluon.networks import get_network
+
+    mx.random.seed(seed)
+    net = get_network("y1", emb_size=emb_size, version_act="prelu_native")
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    faces = mx.nd.array(np.stack([tiny_face(k, j) for k in range(4) for j in range(2)]).transpose(0, 3, 1, 2))
+    with mx.autograd.train_mode():
+        for _ in range(passes):
+            net(faces)
+    save_checkpoint(prefix, 1, net(mx.sym.var("data")),
+                    {k: mx.nd.array(p.data().asnumpy()) for k, p in net.collect_params().items()})
+    return prefix

@@ -15,7 +15,7 @@ import pytest
 mx = pytest.importorskip("mxnet")
 pytest.importorskip("openvino")
 
-from _datautil import make_tiny_bin, tiny_face  # noqa: E402
+from _datautil import legacy_y1, make_tiny_bin, tiny_face  # noqa: E402
 from insightgluon.cli import main as cli_main  # noqa: E402
 from insightgluon.engines import AUTO_ORDER, engine_choices, load_embedding_model, model_source  # noqa: E402
 from insightgluon.engines.base import FLOAT32_TOLERANCE, probe_batch  # noqa: E402
@@ -23,7 +23,6 @@ from insightgluon.errors import CheckpointError, ConfigError  # noqa: E402
 from insightgluon.export import ParityError  # noqa: E402
 from insightgluon.export import openvino as ov_export  # noqa: E402
 from insightgluon.export.deploy import save_checkpoint  # noqa: E402
-from insightgluon.networks import get_network  # noqa: E402
 from insightgluon.precision import BF16_CPU_FLAGS, cpu_flags  # noqa: E402
 
 needs_bf16 = pytest.mark.skipif(not set(BF16_CPU_FLAGS) & cpu_flags(), reason="no bfloat16 instructions")
@@ -33,17 +32,8 @@ SIZE = 112
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A MobileFaceNet checkpoint (2018 ``LeakyReLU`` PReLU), its ONNX export and its OpenVINO IR."""
-    mx.random.seed(1)
-    net = get_network("y1", emb_size=32, version_act="prelu_native")
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
-    faces = mx.nd.array(np.stack([tiny_face(k, j) for k in range(4) for j in range(2)]).transpose(0, 3, 1, 2))
-    with mx.autograd.train_mode():
-        for _ in range(10):
-            net(faces)
     root = tmp_path_factory.mktemp("engines")
-    prefix = str(root / "y1")
-    save_checkpoint(prefix, 1, net(mx.sym.var("data")),
-                    {k: mx.nd.array(p.data().asnumpy()) for k, p in net.collect_params().items()})
+    prefix = legacy_y1(str(root / "y1"), emb_size=32, seed=1, passes=10)
     assert cli_main(["export", "--model", f"{prefix},1", "--output", str(root / "y1.onnx")]) == 0
     assert cli_main(["export", "--model", f"{prefix},1", "--format", "openvino",
                      "--output", str(root / "y1.xml")]) == 0

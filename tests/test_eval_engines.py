@@ -9,7 +9,7 @@ import pytest
 
 mx = pytest.importorskip("mxnet")
 
-from _datautil import make_tiny_bin, tiny_face  # noqa: E402
+from _datautil import legacy_y1, make_tiny_bin, tiny_face  # noqa: E402
 from insightgluon.cli import main as cli_main  # noqa: E402
 from insightgluon.errors import ConfigError  # noqa: E402
 from insightgluon.eval.embed import embed_images  # noqa: E402
@@ -17,7 +17,6 @@ from insightgluon.export import export_onnx  # noqa: E402
 from insightgluon.export.deploy import save_checkpoint  # noqa: E402
 from insightgluon.engines.onnxruntime import OnnxEmbedding  # noqa: E402
 from insightgluon.engines import load_embedding_model  # noqa: E402
-from insightgluon.networks import get_network  # noqa: E402
 
 SIZE = 112
 
@@ -29,17 +28,7 @@ def y1(tmp_path_factory):
     The BatchNorm statistics are those of the test faces, so embeddings differ between
     identities and the accuracy is neither 0.5 nor 1.
     """
-    mx.random.seed(0)
-    net = get_network("y1", emb_size=64, version_act="prelu_native")
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
-    faces = mx.nd.array(np.stack([tiny_face(k, j) for k in range(4) for j in range(2)]).transpose(0, 3, 1, 2))
-    with mx.autograd.train_mode():
-        for _ in range(20):
-            net(faces)
-    prefix = str(tmp_path_factory.mktemp("y1") / "model")
-    save_checkpoint(prefix, 1, net(mx.sym.var("data")),
-                    {k: mx.nd.array(p.data().asnumpy()) for k, p in net.collect_params().items()})
-    return prefix
+    return legacy_y1(str(tmp_path_factory.mktemp("y1") / "model"))
 
 
 @pytest.fixture(scope="module")

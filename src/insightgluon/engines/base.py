@@ -112,6 +112,52 @@ class EmbeddingModel(NamedTuple):
         return f"{self.engine}{precision} on {self.via}"
 
 
+class HostRunner:
+    """Base of the engines that compute on the host from NumPy (onnxruntime, OpenVINO).
+
+    Called like a Gluon block: ``(N, 3, H, W)`` float32 raw pixels in - a NumPy array, or an
+    NDArray for which an NDArray comes back - and ``(N, D)`` float32 out. Subclasses set
+    ``runtime`` and ``label`` and implement ``_run(pixels) -> array``; a failure becomes one
+    line naming the model.
+    """
+
+    #: :class:`~insightgluon.eval.embed.Embedder` hands such a model the NumPy batch itself.
+    runs_on_host = True
+    runtime = "the engine"
+    label = "model"
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch):
+        nd = hasattr(batch, "asnumpy")
+        pixels = np.ascontiguousarray(batch.asnumpy() if nd else batch, dtype=np.float32)
+        try:
+            out = self._run(pixels)
+        except Exception as err:  # the runtimes raise their own exception types
+            text = str(err).strip()
+            raise CheckpointError(f"{self.label}: {self.runtime} fails on a batch of shape {pixels.shape} "
+                                  f"({text.splitlines()[0] if text else type(err).__name__})")
+        if nd:
+            import mxnet as mx
+
+            return mx.nd.array(out)
+        return out
+
+    def hybridize(self, *args, **kwargs) -> None:
+        """Nothing to do: the runtime optimised the graph when it loaded it."""
+
+
+def fixed_image_size(size, source, settings, shape) -> Tuple[int, int]:
+    """``(H, W)`` of a model file's input ``size``, else ``settings.image_hw``, else one line saying so."""
+    height, width = size
+    if isinstance(height, int) and isinstance(width, int):
+        return height, width
+    if settings.image_hw:
+        return tuple(settings.image_hw)
+    raise CheckpointError(f"{source.path}: input {shape} has no fixed image size; give one (--image-size)")
+
+
 def first_context(ctx):
     """The first device of ``ctx`` (one context, a list, or None for the CPU)."""
     import mxnet as mx
@@ -186,11 +232,18 @@ def as_numpy(out) -> np.ndarray:
     return out.reshape(out.shape[0], -1)
 
 
-def probe_parity(block, reference: np.ndarray, pixels: np.ndarray, dtype: str) -> ParityProbe:
-    """Run ``block`` on ``pixels`` and compare with ``reference`` (the float32 output on them)."""
+def run_block(block, pixels: np.ndarray) -> np.ndarray:
+    """Any engine's ``block`` on NumPy raw pixels, as float32 ``(N, D)``."""
+    if getattr(block, "runs_on_host", False):
+        return as_numpy(block(pixels))
     import mxnet as mx
 
-    got = as_numpy(block(pixels if getattr(block, "runs_on_host", False) else mx.nd.array(pixels)))
+    return as_numpy(block(mx.nd.array(pixels)))
+
+
+def probe_parity(block, reference: np.ndarray, pixels: np.ndarray, dtype: str) -> ParityProbe:
+    """Run ``block`` on ``pixels`` and compare with ``reference`` (the float32 output on them)."""
+    got = run_block(block, pixels)
     if got.shape != reference.shape:
         raise CheckpointError(f"output shape {got.shape} differs from the reference's {reference.shape}")
     scale = max(float(np.abs(reference).max()), 1e-12)

@@ -10,15 +10,14 @@ import os
 import tempfile
 from typing import Optional, Tuple
 
-from insightgluon.engines.base import (CHECKPOINT, ENGINES, ONNX, EmbeddingModel, EngineUnavailable, Settings,
-                                       host_threads, require_cpu)
-from insightgluon.errors import CheckpointError
+from insightgluon.engines.base import (CHECKPOINT, ENGINES, ONNX, EmbeddingModel, EngineUnavailable, HostRunner,
+                                       Settings, fixed_image_size, host_threads, require_cpu)
 
 logger = logging.getLogger(__name__)
 
 
-class OnnxEmbedding:
-    """An ONNX embedding model in onnxruntime (CPU), called like a Gluon block.
+class OnnxEmbedding(HostRunner):
+    """An ONNX embedding model in onnxruntime (CPU), called like a Gluon block (:class:`HostRunner`).
 
     Parameters
     ----------
@@ -31,8 +30,7 @@ class OnnxEmbedding:
         Intra-op threads (default: ``OMP_NUM_THREADS`` if set, else onnxruntime's choice).
     """
 
-    #: Takes and returns NumPy arrays as they are (an NDArray in gives an NDArray out).
-    runs_on_host = True
+    runtime = "onnxruntime"
 
     def __init__(self, path: str, label: Optional[str] = None, threads: Optional[int] = None):
         from insightgluon.export.onnx import onnx_session
@@ -46,26 +44,8 @@ class OnnxEmbedding:
         """``(H, W)`` of the input; entries that are not fixed are names or None."""
         return tuple(self.input.shape[2:4])
 
-    def __call__(self, batch):
-        """``(N, 3, H, W)`` float32 raw pixels -> ``(N, D)`` (an NDArray for an NDArray)."""
-        import numpy as np
-
-        nd = hasattr(batch, "asnumpy")
-        pixels = np.ascontiguousarray(batch.asnumpy() if nd else batch, dtype=np.float32)
-        try:
-            out = self.session.run(None, {self.input.name: pixels})[0]
-        except Exception as err:  # onnxruntime raises its own exception hierarchy
-            text = str(err).strip()
-            raise CheckpointError(f"{self.label}: onnxruntime fails on a batch of shape {pixels.shape} "
-                                  f"({text.splitlines()[0] if text else type(err).__name__})")
-        if nd:
-            import mxnet as mx
-
-            return mx.nd.array(out)
-        return out
-
-    def hybridize(self, *args, **kwargs) -> None:
-        """Nothing to do: onnxruntime optimises the graph when the session is made."""
+    def _run(self, pixels):
+        return self.session.run(None, {self.input.name: pixels})[0]
 
 
 def export_checkpoint(source, settings, folder: str):
@@ -102,8 +82,8 @@ def load_onnxruntime(source, settings) -> EmbeddingModel:
     require_cpu(settings.ctx, "onnxruntime")
     if source.kind == ONNX:
         runner = OnnxEmbedding(source.path)
-        return EmbeddingModel(runner, "onnxruntime", image_hw=_fixed_size(runner, source, settings),
-                              via=source.path)
+        image_hw = fixed_image_size(runner.image_size, source, settings, runner.input.shape)
+        return EmbeddingModel(runner, "onnxruntime", image_hw=image_hw, via=source.path)
     with tempfile.TemporaryDirectory() as folder:
         reference, path, report = export_checkpoint(source, settings, folder)
         runner = OnnxEmbedding(path, label=source.label)
@@ -111,13 +91,3 @@ def load_onnxruntime(source, settings) -> EmbeddingModel:
                            via=exported_from(reference), parity=report.max_rel)
     logger.info("%s: runs as %s (max rel diff to MXNet %.1g)", source.label, model.describe(), report.max_rel)
     return model
-
-
-def _fixed_size(runner: OnnxEmbedding, source, settings) -> Tuple[int, int]:
-    height, width = runner.image_size
-    if isinstance(height, int) and isinstance(width, int):
-        return height, width
-    if settings.image_hw:
-        return tuple(settings.image_hw)
-    raise CheckpointError(f"{source.path}: input {runner.input.shape} has no fixed image size; give one "
-                          "(--image-size)")

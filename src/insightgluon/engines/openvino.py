@@ -11,26 +11,22 @@ import logging
 import tempfile
 from typing import Optional, Tuple
 
-import numpy as np
-
 from insightgluon.engines.base import (CHECKPOINT, ENGINES, IR, ONNX, EmbeddingModel, EngineUnavailable,
-                                       as_numpy, host_threads, probe_batch, probe_parity, require_cpu)
-from insightgluon.errors import CheckpointError, ConfigError
+                                       HostRunner, fixed_image_size, host_threads, probe_batch, probe_parity,
+                                       require_cpu, run_block)
+from insightgluon.errors import ConfigError
 from insightgluon.export.onnx import ParityError
 
 logger = logging.getLogger(__name__)
 
 
-class OpenVinoEmbedding:
-    """A compiled OpenVINO embedding model, called like a Gluon block.
+class OpenVinoEmbedding(HostRunner):
+    """A compiled OpenVINO embedding model, called like a Gluon block (:class:`HostRunner`).
 
-    ``(N, 3, H, W)`` float32 raw pixels in (a NumPy array, or an NDArray for which an
-    NDArray comes back), ``(N, D)`` float32 out. ``metadata`` holds the model's
-    ``insightgluon.*`` entries.
+    ``metadata`` holds the model's ``insightgluon.*`` entries.
     """
 
-    #: Takes and returns NumPy arrays as they are.
-    runs_on_host = True
+    runtime = "OpenVINO"
 
     def __init__(self, model, dtype: str = "float32", label: str = "model", threads: Optional[int] = None):
         from insightgluon.export.openvino import compile_model, metadata
@@ -48,23 +44,8 @@ class OpenVinoEmbedding:
         dims = [self.input_shape[i] for i in (2, 3)] if self.input_shape.rank.is_static else [None, None]
         return tuple(d.get_length() if d is not None and d.is_static else None for d in dims)
 
-    def __call__(self, batch):
-        nd = hasattr(batch, "asnumpy")
-        pixels = np.ascontiguousarray(batch.asnumpy() if nd else batch, dtype=np.float32)
-        try:
-            out = self.request.infer({0: pixels}, share_inputs=True)[self.compiled.output(0)].copy()
-        except Exception as err:  # OpenVINO raises RuntimeError and its own types
-            text = str(err).strip()
-            raise CheckpointError(f"{self.label}: OpenVINO fails on a batch of shape {pixels.shape} "
-                                  f"({text.splitlines()[0] if text else type(err).__name__})")
-        if nd:
-            import mxnet as mx
-
-            return mx.nd.array(out)
-        return out
-
-    def hybridize(self, *args, **kwargs) -> None:
-        """Nothing to do: OpenVINO optimised the graph when it compiled it."""
+    def _run(self, pixels):
+        return self.request.infer({0: pixels}, share_inputs=True)[self.compiled.output(0)].copy()
 
 
 def check_precision(dtype: str) -> None:
@@ -99,7 +80,8 @@ def load_openvino(source, settings) -> EmbeddingModel:
     elif source.kind in (ONNX, IR):
         model = read_model(source.path)
         runner = OpenVinoEmbedding(model, settings.dtype, source.path)
-        image_hw, via, network, options = _fixed_size(runner, source, settings), source.path, "", None
+        image_hw = fixed_image_size(runner.image_size, source, settings, runner.input_shape)
+        via, network, options = source.path, "", None
         if source.kind == ONNX:
             reference, against = OnnxEmbedding(source.path), "onnxruntime"
         elif settings.dtype != "float32":
@@ -111,27 +93,10 @@ def load_openvino(source, settings) -> EmbeddingModel:
     parity = None
     if reference is not None:
         pixels = probe_batch(image_hw)
-        block = reference.block if isinstance(reference, EmbeddingModel) else reference
-        want = as_numpy(block(pixels if getattr(block, "runs_on_host", False) else _nd(pixels)))
+        want = run_block(reference.block if isinstance(reference, EmbeddingModel) else reference, pixels)
         probe = probe_parity(runner, want, pixels, settings.dtype)
         if not probe.passed:
             raise ParityError(f"{source.label}: OpenVINO {settings.dtype} differs from {against}: {probe}")
         parity = probe.figure
         logger.info("%s: OpenVINO %s vs %s: %s", source.label, settings.dtype, against, probe)
     return EmbeddingModel(runner, "openvino", network, options, tuple(image_hw), settings.dtype, via, parity)
-
-
-def _nd(pixels: np.ndarray):
-    import mxnet as mx
-
-    return mx.nd.array(pixels)
-
-
-def _fixed_size(runner: OpenVinoEmbedding, source, settings) -> Tuple[int, int]:
-    height, width = runner.image_size
-    if isinstance(height, int) and isinstance(width, int):
-        return height, width
-    if settings.image_hw:
-        return tuple(settings.image_hw)
-    raise CheckpointError(f"{source.path}: input {runner.input_shape} has no fixed image size; give one "
-                          "(--image-size)")

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from insightgluon.data.image import IMAGE_EXTENSIONS
-from insightgluon.errors import CheckpointError, ConfigError, DataFormatError
+from insightgluon.errors import ConfigError, DataFormatError
 
 logger = logging.getLogger(__name__)
 
