@@ -242,3 +242,10 @@ def test_verify_and_face_take_an_ir(files, tmp_path, capsys):
     assert cli_main(["face", "verify", str(tmp_path / "0.png"), str(tmp_path / "1.png"), "--aligned",
                      "--model", files["ir"]]) == 0
     assert capsys.readouterr().out.startswith("similarity ")
+
+
+def test_an_exported_models_size_must_match_the_images(files, tmp_path, caplog):
+    make_tiny_bin(str(tmp_path / "lfw.bin"), num_pairs=2, size=64)
+    assert cli_main(["verify", "--model", files["ir"], "--data-dir", str(tmp_path), "--target", "lfw",
+                     "--nfolds", "2", "--image-size", "64,64"]) == 2
+    assert f"{files['ir']}: the model takes 112x112 images; --image-size is 64,64" in caplog.text

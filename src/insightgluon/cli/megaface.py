@@ -96,7 +96,7 @@ def _size(text: str):
 
 
 def _embedders(args) -> list:
-    from insightgluon.cli.verify import compute_dtype, expand_model_spec, model_label
+    from insightgluon.cli.verify import check_input_size, compute_dtype, expand_model_spec, model_label
     from insightgluon.engines import load_embedding_model
     from insightgluon.eval.embed import Embedder, parse_ctx
 
@@ -107,6 +107,8 @@ def _embedders(args) -> list:
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
                                      image_hw=_size(args.image_size), dtype=dtype)
         LOG.info("%s runs as %s", model_label(prefix, epoch), model.describe())
+        if epoch is None:  # an exported model's input size is fixed in the file
+            check_input_size(model, prefix, _size(args.image_size))
         model.block.hybridize(static_alloc=True, static_shape=True)
         out.append(Embedder(model.block, ctx, args.batch_size, flip=True))
     return out

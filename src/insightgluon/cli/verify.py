@@ -82,6 +82,13 @@ def model_label(prefix: str, epoch: Optional[int]) -> str:
     return prefix if epoch is None else f"{prefix},{epoch}"
 
 
+def check_input_size(model, label: str, size: Tuple[int, int]) -> None:
+    """One line when an exported model's fixed input size is not the ``--image-size`` of the images."""
+    if tuple(model.image_hw) != tuple(size):
+        raise ConfigError(f"{label}: the model takes {model.image_hw[0]}x{model.image_hw[1]} images; "
+                          f"--image-size is {size[0]},{size[1]}")
+
+
 def compute_dtype(args, ctx) -> str:
     """MXNet's dtype for ``args.dtype`` on the devices ``ctx``; one-line error where unsupported."""
     from insightgluon.precision import check_dtype
@@ -156,6 +163,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         model = load_embedding_model(prefix, epoch, layer=args.layer, ctx=ctx, engine=args.engine,
                                      image_hw=size, dtype=dtype)
         LOG.info("%s runs as %s", model_label(prefix, epoch), model.describe())
+        if epoch is None:  # an exported model's input size is fixed in the file
+            check_input_size(model, prefix, size)
         model.block.hybridize(static_alloc=True, static_shape=True)
         loaded.append(model)
     out = sys.stdout
