@@ -49,6 +49,10 @@ class Registry:
         """All registered names, sorted."""
         return sorted(self._items)
 
+    def in_order(self) -> List[str]:
+        """All registered names in the order they were registered."""
+        return list(self._items)
+
     def __contains__(self, name: str) -> bool:
         return name in self._items
 

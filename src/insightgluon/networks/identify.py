@@ -13,14 +13,16 @@ import logging
 from typing import Dict, Iterator, Optional, Tuple
 
 from insightgluon.errors import ConfigError, InsightGluonError
-from insightgluon.networks.base import get_network, network_names
+from insightgluon.networks.base import NETWORKS, get_network, network_names
 from insightgluon.networks.legacy import CLASSIFIER_PREFIXES, match_variant
 from insightgluon.nn import HEADS
 
 logger = logging.getLogger(__name__)
 
-# How many families (by name overlap with the default build) to search options for.
+# How many networks (by name overlap with the default build) to search options for.
 SHORTLIST = 4
+# A family is searched when the file holds this share of its smallest member's parameter names.
+FAMILY_SHARE = 0.2
 INPUT_SIZES = ((112, 112), (112, 96))
 # get_network's defaults, left out of the options reported
 DEFAULTS = dict(version_output=None, version_unit=3, version_input=1, version_se=0, version_act="prelu",
@@ -81,11 +83,33 @@ def _as_read_by(net, saved: Dict) -> Optional[Dict]:
         return None
 
 
+def _families(saved: Dict) -> set:
+    """Modules of the families worth searching: the first-registered member of each (its smallest
+    depth) has at least :data:`FAMILY_SHARE` of its parameter names in the file, as that family
+    reads it. One build per family instead of one per registered name."""
+    first: Dict[str, str] = {}
+    for name in NETWORKS.in_order():
+        first.setdefault(NETWORKS.get(name).__module__, name)
+    kept = set()
+    for module, name in first.items():
+        try:
+            net = get_network(name)
+        except ConfigError:
+            continue
+        converted = _as_read_by(net, saved)
+        if converted is not None and len(_names(net) & set(converted)) >= FAMILY_SHARE * len(_names(net)):
+            kept.add(module)
+    return kept
+
+
 def _candidates(saved: Dict) -> Iterator[Tuple[str, Dict]]:
     """Registered names, most likely first (share of their default parameter names the file holds),
     each with the file as that family reads it."""
     scored = []
+    families = _families(saved)
     for name in network_names():
+        if NETWORKS.get(name).__module__ not in families:
+            continue
         try:
             net = get_network(name)
         except ConfigError:
