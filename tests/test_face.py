@@ -11,7 +11,7 @@ from insightgluon.cli import main  # noqa: E402
 from insightgluon.errors import ConfigError, DataFormatError  # noqa: E402
 from insightgluon.export import export_onnx  # noqa: E402
 from insightgluon.export.deploy import save_checkpoint  # noqa: E402
-from insightgluon.face.search import FaceCropper, FaceModel, Gallery, cosine  # noqa: E402
+from insightgluon.face.search import FaceCropper, FaceModel, Gallery, cosine, gallery_files  # noqa: E402
 
 SIZE = 112
 
@@ -127,7 +127,7 @@ def test_bad_inputs(models, gallery, tmp_path):
     with pytest.raises(DataFormatError, match="junk.jpg: image data does not decode"):
         FaceCropper(model.image_size, aligned=True)(str(tmp_path / "junk.jpg"))
     os.makedirs(tmp_path / "empty" / "dave")
-    with pytest.raises(DataFormatError, match="empty: no images in identity folders"):
+    with pytest.raises(DataFormatError, match="empty: no gallery images"):
         Gallery(str(tmp_path / "empty"), model, FaceCropper(model.image_size, True))
     g = Gallery(gallery, model, FaceCropper(model.image_size, True), cache=False)
     with pytest.raises(ConfigError, match="top-k"):
@@ -152,3 +152,52 @@ def test_verify_detects_and_aligns_a_photo(models, tmp_path, capsys):
     blank = write(str(tmp_path / "blank.png"), np.full((200, 200, 3), 128, np.float32))
     with pytest.raises(DataFormatError, match="blank.png: no face detected"):
         FaceCropper((SIZE, SIZE))(blank)
+
+
+def test_flat_gallery_names_and_identity_scores(models, tmp_path):
+    _, onnx_path = models
+    flat = tmp_path / "flat"
+    os.makedirs(flat / "carol")
+    write(str(flat / "alice.png"), face(0), 1)
+    write(str(flat / "alice-2.png"), face(0), 2)
+    write(str(flat / "bob-smith.png"), face(1), 3)
+    write(str(flat / "carol" / "x.png"), face(2), 4)
+    assert gallery_files(str(flat)) == [("alice", "alice-2.png"), ("alice", "alice.png"),
+                                        ("bob-smith", "bob-smith.png"), ("carol", os.path.join("carol", "x.png"))]
+    model = FaceModel.load(onnx_path)
+    cropper = FaceCropper(model.image_size, aligned=True)
+    gallery = Gallery(str(flat), model, cropper, cache=False)
+    probes = model.embed(np.stack([cropper(str(flat / "alice.png")), cropper(str(flat / "carol" / "x.png"))]))
+    names, scores = gallery.identity_scores(probes)
+    assert names == ["alice", "bob-smith", "carol"] and scores.shape == (2, 3)
+    per_image = probes @ gallery.embeddings.T  # an identity scores its best photo
+    np.testing.assert_allclose(scores[:, 0], per_image[:, :2].max(axis=1), rtol=1e-6)
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 2
+
+
+def test_a_gallery_photo_without_a_face_is_left_out_with_a_warning(models, tmp_path, caplog):
+    _, onnx_path = models
+    folder = tmp_path / "people"
+    os.makedirs(folder)
+    write(str(folder / "alice.png"), face(0), 1)
+    write(str(folder / "wall.png"), np.full((SIZE, SIZE, 3), 128, np.uint8))
+    model = FaceModel.load(onnx_path)
+
+    class PlainImagesHaveNoFace(FaceCropper):  # a stand-in for MTCNN on these tiny test faces
+        def _align(self, rgb, path):
+            if rgb.std() == 0:
+                raise DataFormatError(f"{path}: no face detected (use --aligned for pre-aligned crops)")
+            return rgb
+
+    cropper = PlainImagesHaveNoFace(model.image_size)
+    with pytest.raises(DataFormatError, match="wall.png: no face detected"):
+        Gallery(str(folder), model, cropper, cache=False)
+    gallery = Gallery(str(folder), model, cropper, skip_faceless=True)
+    assert gallery.identities == ["alice"] and gallery.embeddings.shape[0] == 1
+    assert "wall.png: no face detected; left out of the gallery" in caplog.text
+    caplog.clear()
+    again = Gallery(str(folder), model, cropper, skip_faceless=True)  # the cache remembers the faceless photo
+    assert again.embedded_now == 0 and again.identities == ["alice"]
+    os.remove(folder / "alice.png")
+    with pytest.raises(DataFormatError, match="people: no gallery photo has a face"):
+        Gallery(str(folder), model, cropper, skip_faceless=True, cache=False)

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("images", nargs=2, metavar="IMAGE")
     search = sub.add_parser("search", parents=[common], help="closest identities in a gallery")
     search.add_argument("--gallery", required=True,
-                        help="directory of identity folders: GALLERY/<identity>/<image>")
+                        help="GALLERY/<identity>/<image>, or flat GALLERY/<name>.jpg, <name>-2.jpg")
     search.add_argument("probe", metavar="PROBE")
     search.add_argument("--top-k", dest="top_k", type=int, default=5,
                         help="identities to list (default: 5)")

@@ -153,22 +153,35 @@ class Match:
     image: str
 
 
+def _flat_identity(name: str) -> str:
+    """``alice.jpg`` and ``alice-2.jpg`` are both ``alice`` (Open Model Zoo's gallery convention)."""
+    stem = os.path.splitext(name)[0]
+    base, dash, number = stem.rpartition("-")
+    return base if dash and base and number.isdigit() else stem
+
+
 def gallery_files(gallery: str) -> List[Tuple[str, str]]:
-    """``(identity, relative path)`` of every image in ``gallery/<identity>/``, sorted."""
+    """``(identity, relative path)`` of every gallery image, sorted.
+
+    ``GALLERY/<identity>/<image>``, and flat files ``GALLERY/<name>.jpg``, ``<name>-2.jpg``, ...
+    (identity ``name``); both layouts may be mixed.
+    """
     if not os.path.isdir(gallery):
         raise DataFormatError(f"{gallery}: gallery is not a directory")
     files = []
-    for identity in sorted(os.listdir(gallery)):
-        folder = os.path.join(gallery, identity)
-        if not os.path.isdir(folder) or identity.startswith("."):
+    for entry in sorted(os.listdir(gallery)):
+        path = os.path.join(gallery, entry)
+        if entry.startswith("."):
             continue
-        for name in sorted(os.listdir(folder)):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                files.append((identity, os.path.join(identity, name)))
+        if os.path.isdir(path):
+            files += [(entry, os.path.join(entry, name)) for name in sorted(os.listdir(path))
+                      if name.lower().endswith(IMAGE_EXTENSIONS)]
+        elif entry.lower().endswith(IMAGE_EXTENSIONS):
+            files.append((_flat_identity(entry), entry))
     if not files:
-        raise DataFormatError(f"{gallery}: no images in identity folders (expected "
-                              "GALLERY/<identity>/<image>.jpg)")
-    return files
+        raise DataFormatError(f"{gallery}: no gallery images (expected GALLERY/<identity>/<image>.jpg "
+                              "or GALLERY/<name>.jpg, <name>-2.jpg)")
+    return sorted(files)
 
 
 class Gallery:
@@ -179,14 +192,22 @@ class Gallery:
     time, so only new or changed images are embedded again.
     """
 
-    def __init__(self, root: str, model: FaceModel, cropper: FaceCropper, cache: bool = True):
+    def __init__(self, root: str, model: FaceModel, cropper: FaceCropper, cache: bool = True,
+                 skip_faceless: bool = False):
         self.root = root
         self.model = model
         self.cropper = cropper
+        self.skip_faceless = skip_faceless
         self.cache_path = os.path.join(root, CACHE_NAME) if cache else None
         self.files = gallery_files(root)
-        self.identities = [identity for identity, _ in self.files]
         self.embeddings, self.embedded_now = self._embed_all()
+        if skip_faceless:  # photos without a face are cached as NaN rows and left out here
+            keep = ~np.isnan(self.embeddings).any(axis=1)
+            if not keep.any():
+                raise DataFormatError(f"{root}: no gallery photo has a face")
+            self.files = [f for f, k in zip(self.files, keep) if k]
+            self.embeddings = self.embeddings[keep]
+        self.identities = [identity for identity, _ in self.files]
 
     def _stamp(self, rel: str) -> str:
         info = os.stat(os.path.join(self.root, rel))
@@ -219,16 +240,31 @@ class Gallery:
         cached = self._load_cache(key)
         todo = [i for i, stamp in enumerate(stamps) if stamp not in cached]
         if todo:
-            paths = [os.path.join(self.root, self.files[i][1]) for i in todo]
-            crops = np.stack([self.cropper(path) for path in paths])
-            fresh = self.model.embed(crops)
-            cached.update({stamps[i]: fresh[j] for j, i in enumerate(todo)})
-        embeddings = np.stack([cached[stamp] for stamp in stamps]).astype(np.float32)
+            crops = {i: self._crop(os.path.join(self.root, self.files[i][1])) for i in todo}
+            found = [i for i in todo if crops[i] is not None]
+            fresh = self.model.embed(np.stack([crops[i] for i in found])) if found else None
+            cached.update({stamps[i]: fresh[j] for j, i in enumerate(found)})
+            cached.update({stamps[i]: np.full(fresh.shape[1] if found else 1, np.nan, np.float32)
+                           for i in todo if crops[i] is None})
+        width = max(len(v) for v in cached.values())
+        embeddings = np.stack([cached[stamp] if len(cached[stamp]) == width else np.full(width, np.nan)
+                               for stamp in stamps]).astype(np.float32)
         if todo and self.cache_path:
             self._save_cache(key, stamps, embeddings)
         logger.info("%s: %d images of %d identities (%d embedded now, %d from cache)", self.root,
-                    len(stamps), len(set(self.identities)), len(todo), len(stamps) - len(todo))
+                    len(stamps), len({identity for identity, _ in self.files}), len(todo),
+                    len(stamps) - len(todo))
         return embeddings, len(todo)
+
+    def _crop(self, path: str) -> Optional[np.ndarray]:
+        """The aligned face of a gallery photo; None (with a warning) for one without a face."""
+        try:
+            return self.cropper(path)
+        except DataFormatError as err:
+            if not self.skip_faceless or "no face detected" not in str(err):
+                raise
+            logger.warning("%s: no face detected; left out of the gallery", path)
+            return None
 
     def _save_cache(self, key: str, stamps: Sequence[str], embeddings: np.ndarray) -> None:
         try:
@@ -240,6 +276,17 @@ class Gallery:
         except OSError as err:
             logger.warning("%s: cannot write the embedding cache (%s)", self.cache_path, err)
 
+    def identity_scores(self, probes: np.ndarray) -> Tuple[List[str], np.ndarray]:
+        """Identities (sorted) and ``(faces, identities)`` scores: each identity's best cosine
+        similarity over its photos, for unit embeddings ``probes`` ``(faces, D)``."""
+        names = sorted(set(self.identities))
+        column = {name: k for k, name in enumerate(names)}
+        per_image = np.asarray(probes, np.float32).reshape(-1, self.embeddings.shape[1]) @ self.embeddings.T
+        scores = np.full((per_image.shape[0], len(names)), -np.inf, np.float32)
+        for j, identity in enumerate(self.identities):
+            scores[:, column[identity]] = np.maximum(scores[:, column[identity]], per_image[:, j])
+        return names, scores
+
     def search(self, probe: np.ndarray, top_k: int = 5) -> List[Match]:
         """The ``top_k`` identities most similar to ``probe`` (a unit embedding ``(D,)``).
 
@@ -247,7 +294,7 @@ class Gallery:
         """
         if top_k < 1:
             raise ConfigError(f"top-k must be at least 1, got {top_k}")
-        scores = self.embeddings @ np.asarray(probe, np.float32).ravel()
+        scores = self.embeddings @ np.asarray(probe, np.float32).ravel()  # (images,)
         best: Dict[str, Tuple[float, str]] = {}
         for (identity, rel), score in zip(self.files, scores):
             if identity not in best or score > best[identity][0]:
