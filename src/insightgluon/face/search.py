@@ -39,6 +39,8 @@ class FaceModel:
         self.image_size = image_size
         self.metadata = metadata
         self.engine = engine
+        # An ONNX engine takes NumPy batches as they are (see insightgluon.eval.embed.Embedder).
+        self.runs_on_host = bool(getattr(forward, "runs_on_host", False))
 
     @classmethod
     def load(cls, spec: str, ctx=None, engine: str = "auto", dtype: str = "float32") -> "FaceModel":
