@@ -73,3 +73,133 @@ def test_every_face_of_a_frame_is_found_and_named(scene):
     assert recognizer(np.full((240, 320, 3), 70, np.uint8)) == []
     lines = stage_report(recognizer.seconds, 2)
     assert [line.split()[0] for line in lines] == ["detect", "align", "embed", "match"]
+
+
+def _run(args, capsys):
+    from insightgluon.cli import main
+
+    code = main(["face", "recognize", *args])
+    return code, capsys.readouterr().out
+
+
+def _records(folder):
+    import json
+
+    with open(os.path.join(folder, "faces.jsonl")) as stream:
+        return [json.loads(line) for line in stream]
+
+
+def test_recognize_a_photo_and_a_folder(scene, tmp_path, capsys, caplog):
+    base = ["--gallery", scene["gallery"], "--aligned", "--model", scene["model"], "--threshold", "0.9"]
+    photo = str(tmp_path / "party.png")
+    cv2.imwrite(photo, scene["frame"][:, :, ::-1])
+    out = str(tmp_path / "out")
+    code, text = _run([photo, *base, "--output", out], capsys)
+    assert code == 0 and "frames 1, faces 4" in text and "identities seen: ada (1), bo (1), cy (1)" in text
+    assert cv2.imread(os.path.join(out, "party.png")).shape == scene["frame"].shape
+    records = _records(out)
+    assert sorted(r["identity"] or "-" for r in records) == ["-", "ada", "bo", "cy"]
+    assert all(set(r) == {"source", "frame", "time_s", "box", "landmarks", "det_score", "identity", "score",
+                          "top"} and r["source"] == "party.png" and r["frame"] == 0 for r in records)
+    # A folder, recursively; an unreadable file is reported and the rest goes on.
+    folder = tmp_path / "photos"
+    os.makedirs(folder / "day2")
+    cv2.imwrite(str(folder / "a.jpg"), scene["frame"][:, :, ::-1])
+    cv2.imwrite(str(folder / "day2" / "b.png"), scene["frame"][:, :, ::-1])
+    (folder / "day2" / "broken.jpg").write_bytes(b"not a jpeg")
+    out2 = str(tmp_path / "out2")
+    code, text = _run([str(folder), *base, "--output", out2, "--match", "greedy"], capsys)
+    assert code == 0 and "frames 2, faces 8" in text and "unreadable files skipped: 1 (day2/broken.jpg)" in text
+    assert "broken.jpg: not a readable image; going on with the rest" in caplog.text
+    assert os.path.isfile(os.path.join(out2, "a.jpg")) and os.path.isfile(os.path.join(out2, "day2", "b.png"))
+    assert {r["source"] for r in _records(out2)} == {"a.jpg", os.path.join("day2", "b.png")}
+    assert sum(r["identity"] is not None for r in _records(out2)) == 6
+
+
+def test_recognize_a_video_and_stop_it(scene, tmp_path, capsys, monkeypatch):
+    video = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 300))
+    for _ in range(4):
+        writer.write(scene["frame"][:, :, ::-1].copy())
+    writer.release()
+    base = ["--gallery", scene["gallery"], "--aligned", "--model", scene["model"], "--threshold", "0.9"]
+    out = str(tmp_path / "out")
+    code, text = _run([video, *base, "--output", out], capsys)
+    assert code == 0 and "frames 4, faces 16" in text
+    result = cv2.VideoCapture(os.path.join(out, "clip.mp4"))
+    assert (result.get(cv2.CAP_PROP_FRAME_COUNT), result.get(cv2.CAP_PROP_FPS)) == (4, 10)
+    assert (result.get(cv2.CAP_PROP_FRAME_WIDTH), result.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 300)
+    records = _records(out)
+    assert [r["frame"] for r in records] == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    assert records[-1]["time_s"] == 0.3 and records[0]["source"] == "clip.mp4"
+    # Ctrl-C at the third frame: two frames of records, a playable two-frame video, exit status 130.
+    real, calls = FrameRecognizer.__call__, []
+
+    def interrupted(self, rgb):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, rgb)
+
+    monkeypatch.setattr(FrameRecognizer, "__call__", interrupted)
+    code, text = _run([video, *base, "--output", out], capsys)
+    assert code == 130 and "frames 2, faces 8" in text and "(interrupted)" in text
+    assert [r["frame"] for r in _records(out)] == [0] * 4 + [1] * 4
+    assert cv2.VideoCapture(os.path.join(out, "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 2
+
+
+def test_recognize_bad_inputs_say_one_line(scene, tmp_path, capsys, caplog):
+    from insightgluon.cli import main
+
+    base = ["--gallery", scene["gallery"], "--aligned", "--model", scene["model"]]
+    photo = str(tmp_path / "p.png")
+    cv2.imwrite(photo, scene["frame"][:, :, ::-1])
+    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+    os.makedirs(tmp_path / "empty")
+    cases = [([photo, *base], "no calibrated threshold; pass --threshold T or --calibrate-bin PACK"),
+             ([str(tmp_path / "fake.mp4"), *base, "--threshold", "0.5"], "fake.mp4: not a video OpenCV can open"),
+             (["7", *base, "--threshold", "0.5"], "camera 7: does not open"),
+             ([str(tmp_path / "nothing.png"), *base, "--threshold", "0.5"], "nothing.png: no such image"),
+             ([photo, "--gallery", str(tmp_path / "empty"), "--model", scene["model"], "--threshold", "0.5"],
+              "empty: no gallery images")]
+    for args, message in cases:
+        caplog.clear()
+        assert main(["face", "recognize", *args]) == 2, message
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]
+
+
+def test_show_without_a_display_goes_on(scene, tmp_path, capsys, caplog, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    photo = str(tmp_path / "p.png")
+    cv2.imwrite(photo, scene["frame"][:, :, ::-1])
+    code, text = _run([photo, "--gallery", scene["gallery"], "--aligned", "--model", scene["model"],
+                       "--threshold", "0.9", "--show"], capsys)
+    assert code == 0 and "frames 1, faces 4" in text
+    assert "--show: no display here (DISPLAY is not set); going on without a window" in caplog.text
+
+
+def test_show_opens_a_window_on_a_virtual_display(scene, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import time
+
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb)")
+    display = f":{90 + os.getpid() % 100}"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        monkeypatch.setenv("DISPLAY", display)
+        from insightgluon.face.viewer import open_viewer
+
+        viewer = open_viewer("test")
+        assert viewer is not None
+        assert viewer.show(np.zeros((120, 160, 3), np.uint8)) and viewer.shown == 1
+        assert viewer.label.winfo_width() >= 160
+        viewer._close()
+        assert not viewer.show(np.zeros((120, 160, 3), np.uint8))
+        viewer.close()
+    finally:
+        server.terminate()
+        server.wait()

@@ -26,7 +26,7 @@ SUBCOMMANDS = {
     "inspect": ("inspect", "summarise, dump or unpack a .rec dataset or a .bin pack"),
     "synth": ("synth", "write the embedded synthetic face dataset"),
     "networks": ("networks", "list networks or print a model's parameters and FLOPs"),
-    "face": ("face", "verify two faces or search a gallery with a trained model"),
+    "face": ("face", "verify two faces, search a gallery, recognise everyone in photos and videos"),
 }
 # How `insightgluon --help` groups them; a subcommand missing here is listed under "other".
 GROUPS = {

@@ -1,7 +1,8 @@
-"""``insightgluon face``: compare two faces or search a gallery with a deployed model.
+"""``insightgluon face``: compare two faces, search a gallery, or recognise everyone in photos and videos.
 
     insightgluon face verify a.jpg b.jpg --model r100.onnx
     insightgluon face search --gallery people/ probe.jpg --model model/r100,1 --top-k 5
+    insightgluon face recognize party.mp4 --gallery people/ --model r100.xml --output out/
 """
 import argparse
 import sys
@@ -41,6 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="identities to list (default: 5)")
     search.add_argument("--no-cache", dest="cache", action="store_false",
                         help="do not read or write GALLERY/.insightgluon-embeddings.npz")
+    rec = sub.add_parser("recognize", parents=[common], help="name every face of photos, videos or a camera")
+    rec.add_argument("input", metavar="INPUT",
+                     help="an image, a folder of images (recursively), a video file, or a camera index (0)")
+    rec.add_argument("--gallery", required=True,
+                     help="GALLERY/<identity>/<image>, or flat GALLERY/<name>.jpg, <name>-2.jpg")
+    rec.add_argument("--output", default="", help="annotated copies and faces.jsonl go here")
+    rec.add_argument("--calibrate-bin", dest="calibrate_bin", default="", metavar="PACK",
+                     help="calibrate the threshold on this .bin at --far (for models without one)")
+    rec.add_argument("--far", type=float, default=1e-3, help="false-accept rate of --calibrate-bin (1e-3)")
+    rec.add_argument("--match", choices=("assign", "greedy"), default="assign",
+                     help="one identity per face and frame: best total (assign, default) or best pair first")
+    rec.add_argument("--top-k", dest="top_k", type=int, default=3, help="best identities recorded per face")
+    rec.add_argument("--min-size", dest="min_size", type=float, default=40,
+                     help="smallest face searched for, pixels (default 40; smaller is slower)")
+    rec.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
+    rec.add_argument("--no-cache", dest="cache", action="store_false",
+                     help="do not read or write GALLERY/.insightgluon-embeddings.npz")
     return parser
 
 
@@ -73,6 +91,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             line += f"  threshold {threshold:.4f}  {decision}"
         sys.stdout.write(line + "\n")
         return 0
+    if args.command == "recognize":
+        return _recognize(args, model, cropper, threshold)
     gallery = Gallery(args.gallery, model, cropper, cache=args.cache)
     probe = model.embed(cropper(args.probe)[None])[0]
     sys.stdout.write("rank  score   identity  image\n")
@@ -80,3 +100,48 @@ def main(argv: Optional[List[str]] = None) -> int:
         flag = "" if threshold is None else ("  match" if match.score > threshold else "")
         sys.stdout.write(f"{rank:4d}  {match.score:.4f}  {match.identity}  {match.image}{flag}\n")
     return 0
+
+
+def _recognize(args, model, cropper, threshold: Optional[float]) -> int:
+    import os
+
+    from insightgluon.align.mtcnn import MTCNN
+    from insightgluon.face.media import AnnotatedOutput, open_input
+    from insightgluon.face.recognize import FrameRecognizer, recognise_media
+    from insightgluon.face.search import Gallery
+    from insightgluon.face.viewer import open_viewer
+    from insightgluon.outputs import output_dir
+
+    if threshold is None and args.calibrate_bin:
+        from insightgluon.export.deploy import calibrate_threshold
+
+        threshold = calibrate_threshold(model, args.calibrate_bin, args.far, model.image_size)["threshold_cos"]
+        sys.stdout.write(f"{args.calibrate_bin}: threshold_cos {threshold:.4f} at FAR {args.far:g}\n")
+    if threshold is None:
+        raise ConfigError(f"{args.model}: no calibrated threshold; pass --threshold T or --calibrate-bin PACK")
+    media = open_input(args.input)
+    if args.output:
+        os.makedirs(output_dir(args.output, "--output"), exist_ok=True)
+    gallery = Gallery(args.gallery, model, cropper, cache=args.cache, skip_faceless=True)
+    detector = MTCNN(min_size=args.min_size, factor=0.709, thresholds=(0.6, 0.7, 0.8),
+                     engine="openvino" if model.engine.startswith("openvino") else "mxnet")
+    recognizer = FrameRecognizer(model, gallery, detector, threshold, args.match, args.top_k)
+    viewer = open_viewer(f"insightgluon face recognize {args.input}") if args.show else None
+    output = AnnotatedOutput(args.output, media) if args.output else None
+    records = open(os.path.join(args.output, "faces.jsonl"), "wb", buffering=0) if args.output else None
+    try:
+        summary = recognise_media(media, recognizer, output, records, viewer)
+    finally:
+        if records is not None:
+            records.close()
+        if viewer is not None:
+            viewer.close()
+    lines = summary.lines()
+    if media.failed:
+        lines.append(f"unreadable files skipped: {len(media.failed)} ({', '.join(media.failed[:5])}"
+                     f"{' ...' if len(media.failed) > 5 else ''})")
+    if args.output:
+        lines.append(f"wrote {len(output.written)} annotated {'frames' if output.path is None else 'video'} "
+                     f"and {os.path.join(args.output, 'faces.jsonl')}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 130 if summary.interrupted else 0

@@ -139,3 +139,82 @@ class FrameRecognizer:
 def stage_report(seconds: Dict[str, float], frames: int) -> Sequence[str]:
     """``detect 12.3 ms`` ... per frame, for the stages timed by a :class:`FrameRecognizer`."""
     return [f"{stage} {1000 * seconds[stage] / max(frames, 1):.1f} ms" for stage in STAGES]
+
+
+@dataclass
+class RunSummary:
+    """What a run over a whole input saw: counts, identities, time per stage, and how it ended."""
+
+    frames: int = 0
+    faces: int = 0
+    identities: Dict[str, int] = field(default_factory=dict)
+    seconds: Dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+    interrupted: bool = False
+    stopped: bool = False
+
+    def lines(self) -> List[str]:
+        seen = ", ".join(f"{name} ({count})" for name, count in sorted(self.identities.items())) or "none"
+        fps = self.frames / self.wall if self.wall > 0 else 0.0
+        per_stage = ", ".join(f"{stage} {1000 * self.seconds.get(stage, 0.0) / max(self.frames, 1):.1f}"
+                              for stage in ("decode",) + STAGES)
+        ending = " (interrupted)" if self.interrupted else " (window closed)" if self.stopped else ""
+        return [f"frames {self.frames}, faces {self.faces}, {fps:.1f} frames/s{ending}",
+                f"identities seen: {seen}",
+                f"ms per frame: {per_stage}"]
+
+
+def recognise_media(media, recognizer: FrameRecognizer, output=None, records=None, viewer=None,
+                    progress: bool = True) -> RunSummary:
+    """Recognise every frame of ``media`` (:class:`~insightgluon.face.media.MediaInput`).
+
+    ``output`` (:class:`~insightgluon.face.media.AnnotatedOutput`) receives annotated frames;
+    ``records`` is a binary file to which each frame's faces are appended as JSON lines in one
+    write (so a killed run leaves whole lines only); ``viewer`` shows frames until closed.
+    Ctrl-C ends the run early with ``interrupted`` set; the output is closed either way.
+    """
+    import json
+
+    from insightgluon.face.media import annotate
+    from insightgluon.progress import Progress
+
+    summary = RunSummary()
+    start = time.perf_counter()
+    decode = 0.0
+    frames = media.frames()
+    try:
+        with Progress(total=media.total, desc="recognize", unit="frame", enabled=progress) as bar:
+            while True:
+                tick = time.perf_counter()
+                frame = next(frames, None)
+                decode += time.perf_counter() - tick
+                if frame is None:
+                    break
+                faces = recognizer(frame.rgb)
+                summary.frames += 1
+                summary.faces += len(faces)
+                for face in faces:
+                    if face.identity:
+                        summary.identities[face.identity] = summary.identities.get(face.identity, 0) + 1
+                if records is not None and faces:
+                    lines = [json.dumps(dict(source=frame.source, frame=frame.index, time_s=round(frame.time_s, 3),
+                                             **face.to_dict())) for face in faces]
+                    records.write(("\n".join(lines) + "\n").encode())
+                    records.flush()
+                if output is not None or viewer is not None:
+                    bgr = annotate(frame.rgb, faces)
+                    if output is not None:
+                        output.write(frame, bgr)
+                    if viewer is not None and not viewer.show(bgr):
+                        summary.stopped = True
+                        break
+                bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if output is not None:
+            output.close()
+        frames.close()
+    summary.wall = time.perf_counter() - start
+    summary.seconds = dict(recognizer.seconds, decode=decode)
+    return summary
