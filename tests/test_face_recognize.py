@@ -203,3 +203,53 @@ def test_show_opens_a_window_on_a_virtual_display(scene, tmp_path, monkeypatch):
     finally:
         server.terminate()
         server.wait()
+
+
+def test_threshold_calibrated_on_a_pack_and_an_unwritable_output(scene, tmp_path, capsys, caplog):
+    from _datautil import make_tiny_bin
+
+    from insightgluon.cli import main
+
+    photo = str(tmp_path / "p.png")
+    cv2.imwrite(photo, scene["frame"][:, :, ::-1])
+    make_tiny_bin(str(tmp_path / "lfw.bin"), num_pairs=40)  # 20 different pairs: FAR down to 0.05
+    code, text = _run([photo, "--gallery", scene["gallery"], "--aligned", "--model", scene["model"],
+                       "--calibrate-bin", str(tmp_path / "lfw.bin"), "--far", "0.1"], capsys)
+    assert code == 0 and text.startswith(f"{tmp_path / 'lfw.bin'}: threshold_cos ") and "at FAR 0.1" in text
+    (tmp_path / "taken").write_text("a file, not a folder")
+    caplog.clear()
+    assert main(["face", "recognize", photo, "--gallery", scene["gallery"], "--aligned", "--model",
+                 scene["model"], "--threshold", "0.9", "--output", str(tmp_path / "taken")]) == 2
+    assert "--output" in caplog.text and "taken: exists and is not a folder" in caplog.text
+
+
+def test_a_killed_run_leaves_whole_records(scene, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    video = str(tmp_path / "long.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 300))
+    for _ in range(150):
+        writer.write(scene["frame"][:, :, ::-1].copy())
+    writer.release()
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.Popen([sys.executable, "-m", "insightgluon", "face", "recognize", video, "--gallery",
+                            scene["gallery"], "--aligned", "--model", scene["model"], "--threshold", "0.9",
+                            "--output", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out / "faces.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and run.poll() is None:
+        if records.exists() and records.stat().st_size > 4000:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    text = records.read_text()
+    assert text.endswith("\n")
+    frames = [json.loads(line)["frame"] for line in text.splitlines()]
+    assert 0 < len(frames) < 600 and len(frames) % 4 == 0  # whole frames of four faces, none cut
+    assert frames == sorted(frames)
