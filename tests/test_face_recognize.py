@@ -107,13 +107,15 @@ def test_recognize_a_photo_and_a_folder(scene, tmp_path, capsys, caplog):
     cv2.imwrite(str(folder / "a.jpg"), scene["frame"][:, :, ::-1])
     cv2.imwrite(str(folder / "day2" / "b.png"), scene["frame"][:, :, ::-1])
     (folder / "day2" / "broken.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(folder / "grey.pgm"), cv2.cvtColor(scene["frame"], cv2.COLOR_RGB2GRAY))
     out2 = str(tmp_path / "out2")
     code, text = _run([str(folder), *base, "--output", out2, "--match", "greedy"], capsys)
-    assert code == 0 and "frames 2, faces 8" in text and "unreadable files skipped: 1 (day2/broken.jpg)" in text
+    assert code == 0 and "frames 3" in text and "unreadable files skipped: 1 (day2/broken.jpg)" in text
     assert "broken.jpg: not a readable image; going on with the rest" in caplog.text
     assert os.path.isfile(os.path.join(out2, "a.jpg")) and os.path.isfile(os.path.join(out2, "day2", "b.png"))
-    assert {r["source"] for r in _records(out2)} == {"a.jpg", os.path.join("day2", "b.png")}
-    assert sum(r["identity"] is not None for r in _records(out2)) == 6
+    assert cv2.imread(os.path.join(out2, "grey.pgm.png")).shape == scene["frame"].shape  # colour annotations
+    named = [r for r in _records(out2) if r["source"] in ("a.jpg", os.path.join("day2", "b.png"))]
+    assert len(named) == 8 and sum(r["identity"] is not None for r in named) == 6
 
 
 def test_recognize_a_video_and_stop_it(scene, tmp_path, capsys, monkeypatch):

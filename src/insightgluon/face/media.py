@@ -20,6 +20,8 @@ from insightgluon.errors import DataFormatError
 logger = logging.getLogger(__name__)
 
 KNOWN, UNKNOWN = (60, 200, 60), (40, 40, 230)  # BGR box colours
+#: Formats an annotated photo is written back in; others get ``.png`` appended.
+ANNOTATED_FORMATS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -137,7 +139,8 @@ def annotate(rgb: np.ndarray, faces) -> np.ndarray:
 
 
 class AnnotatedOutput:
-    """Writes annotated frames under ``folder``: photos at their relative paths, a video as ``<stem>.mp4``."""
+    """Writes annotated frames under ``folder``: photos at their relative paths (``.png`` appended to a
+    format that cannot hold colour, such as ``.pgm``), a video or camera as ``<stem>.mp4``."""
 
     def __init__(self, folder: str, media: MediaInput):
         self.folder, self.media = folder, media
@@ -148,10 +151,10 @@ class AnnotatedOutput:
     def write(self, frame: Frame, bgr: np.ndarray) -> None:
         if self.media.kind in ("image", "folder"):
             path = os.path.join(self.folder, frame.source)
+            if os.path.splitext(path)[1].lower() not in ANNOTATED_FORMATS:
+                path += ".png"  # a grey or exotic format cannot hold the coloured annotations
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            ext = os.path.splitext(path)[1]
-            ok, data = cv2.imencode(ext if ext.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png",
-                                    bgr)
+            ok, data = cv2.imencode(os.path.splitext(path)[1], bgr)
             if not ok:
                 raise DataFormatError(f"{path}: cannot encode the annotated image")
             with open(path, "wb") as stream:
