@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "train": ("train", "train a face-recognition model (legacy train_softmax.py flags)"),
     "verify": ("verify", "verification accuracy, AUC, TAR@FAR and ROC on .bin sets"),
     "megaface": ("megaface", "MegaFace features, noise removal and CMC/ROC evaluation"),
+    "ijb": ("ijb", "IJB-B / IJB-C 1:1 TAR@FAR and 1:N, as InsightFace computes them"),
     "export": ("export", "export a model to ONNX (or strip fc7 from a checkpoint)"),
     "align": ("align", "detect and align faces to 112x112 with MTCNN"),
     "face2rec": ("face2rec", "image folder or .lst -> train.rec/train.idx/property"),
@@ -32,7 +33,7 @@ SUBCOMMANDS = {
 GROUPS = {
     "data": ("synth", "align", "face2rec", "pack-bin", "inspect"),
     "training": ("demo", "train", "networks"),
-    "evaluation": ("verify", "megaface"),
+    "evaluation": ("verify", "megaface", "ijb"),
     "deployment": ("export", "face"),
 }
 FIRST_COMMANDS = (

@@ -9,7 +9,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["save_roc", "save_worst_pairs"]
+__all__ = ["save_ijb_roc", "save_roc", "save_worst_pairs"]
 
 
 def _save(fig, path: str) -> str:
@@ -93,4 +93,28 @@ def save_worst_pairs(result, images: np.ndarray, path: str, count: int = 8) -> s
         if not len(pairs):
             fig.text(0.5, 0.72 - 0.45 * row, f"no {'false accepts' if row == 0 else 'false rejects'}",
                      ha="center", fontsize=9)
+    return _save(fig, path)
+
+
+def save_ijb_roc(labels: np.ndarray, scores: np.ndarray, path: str, title: str = "") -> str:
+    """IJB 1:1 ROC: TAR against FAR from 1e-6 to 1 (log scale), with the reported FARs marked."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    from insightgluon.eval.ijb import FAR_TARGETS, tar_at_far
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    keep = fpr > 0
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(fpr[keep], tpr[keep], lw=1.2)
+    tars = tar_at_far(labels, scores)
+    ax.scatter(list(tars), list(tars.values()), s=12, color="black", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlim(min(FAR_TARGETS), 1.0)
+    ax.set_ylim(max(0.0, min(tars.values()) - 0.05), 1.0)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.grid(True, which="both", linestyle=":", linewidth=0.5)
+    ax.set_title(title or "IJB 1:1 verification")
     return _save(fig, path)
