@@ -77,13 +77,19 @@ def _cases(ws):
                             b["out"]),
         "megaface identify": (["megaface", "identify", "--model", f"{model},1", "--data", photos,
                                "--json", b["x.json"]], b["x.json"]),
+        "ijb --features": (["ijb", "--model", f"{model},1", "--data-root", str(r), "--features", b["x.bin"]],
+                           b["x.bin"]),
+        "ijb --roc": (["ijb", "--features", pairs, "--data-root", str(r), "--roc", b["x.png"]], b["x.png"]),
+        "face recognize": (["face", "recognize", photos, "--gallery", photos, "--model", f"{model},1",
+                            "--threshold", "0.5", "--output", b["out"]], b["out"]),
     }
 
 
 CASES = ["synth", "synth --preview", "align", "align --report", "align --lst", "align --bin", "align --to-rec",
          "face2rec", "pack-bin", "inspect --dump", "inspect --unpack", "train", "demo", "verify --json",
          "verify --roc-dir", "export", "export --strip-fc7", "megaface gen", "megaface remove-noises",
-         "megaface evaluate", "megaface devkit", "megaface identify"]
+         "megaface evaluate", "megaface devkit", "megaface identify", "ijb --features", "ijb --roc",
+         "face recognize"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -101,7 +107,8 @@ def test_unwritable_output_is_one_line_before_any_work(ws, case, caplog):
 def test_every_writing_subcommand_has_a_case():
     from insightgluon.cli import SUBCOMMANDS
 
-    writes_nothing = {"networks", "face"}  # face: only its gallery cache, skipped with a warning when read-only
+    writes_nothing = {"networks"}
+    # face verify/search write only a gallery cache, skipped with a warning when read-only
     covered = {case.split()[0] for case in CASES}
     assert covered | writes_nothing == set(SUBCOMMANDS)
 

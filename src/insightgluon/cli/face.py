@@ -75,6 +75,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from insightgluon.precision import check_dtype
 
+    if args.command == "recognize" and args.output:
+        from insightgluon.outputs import output_dir
+
+        output_dir(args.output, "--output")  # before the model and the gallery are loaded
+
     model = FaceModel.load(args.model, engine=args.engine, dtype=check_dtype(args.dtype, ["cpu(0)"]))
     # MTCNN runs where the embedding runs: on OpenVINO when that was chosen, else on MXNet.
     detector = "openvino" if model.engine.startswith("openvino") else "mxnet"
@@ -110,7 +115,6 @@ def _recognize(args, model, cropper, threshold: Optional[float]) -> int:
     from insightgluon.face.recognize import FrameRecognizer, recognise_media
     from insightgluon.face.search import Gallery
     from insightgluon.face.viewer import open_viewer
-    from insightgluon.outputs import output_dir
 
     if threshold is None and args.calibrate_bin:
         from insightgluon.export.deploy import calibrate_threshold
@@ -121,7 +125,7 @@ def _recognize(args, model, cropper, threshold: Optional[float]) -> int:
         raise ConfigError(f"{args.model}: no calibrated threshold; pass --threshold T or --calibrate-bin PACK")
     media = open_input(args.input)
     if args.output:
-        os.makedirs(output_dir(args.output, "--output"), exist_ok=True)
+        os.makedirs(args.output, exist_ok=True)
     gallery = Gallery(args.gallery, model, cropper, cache=args.cache, skip_faceless=True)
     detector = MTCNN(min_size=args.min_size, factor=0.709, thresholds=(0.6, 0.7, 0.8),
                      engine="openvino" if model.engine.startswith("openvino") else "mxnet")

@@ -56,6 +56,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError("--batch-size must be at least 1")
     if args.roc:
         output_file(args.roc, "--roc")
+    if args.model and args.features:
+        output_file(args.features, "--features")
     files = ijb.layout(args.data_root, args.target)
     meta = ijb.read_image_meta(files.face_tid_mid, files.name_5pts_score)
     LOG.info("%s: %d images of %d templates", files.face_tid_mid, len(meta.names), len(set(meta.templates.tolist())))
@@ -63,8 +65,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         from insightgluon.engines import load_embedding_model
         from insightgluon.precision import check_dtype
 
-        if args.features:
-            output_file(args.features, "--features")
         model = load_embedding_model(args.model, engine=args.engine, image_hw=(112, 112),
                                      dtype=check_dtype(args.dtype, ["cpu(0)"]))
         LOG.info("%s runs as %s", args.model, model.describe())
