@@ -1,0 +1,1 @@
+"""Models of other frameworks read into ours: PyTorch state dicts without PyTorch (:mod:`.pth`)."""
