@@ -82,8 +82,8 @@ def main(argv=None) -> int:
             cv2.imwrite(os.path.join(gallery_dir, f"id{identity}.png"),
                         decode_jpeg(render_identity(0, identity, 1, 112)[0])[:, :, ::-1])
         gallery = Gallery(gallery_dir, model, FaceCropper(model.image_size, aligned=True), cache=False)
-        detector = MTCNN(min_size=args.min_size, factor=0.709, thresholds=(0.6, 0.7, 0.8),
-                         engine="openvino" if model.engine.startswith("openvino") else "mxnet")
+        detector = MTCNN.from_preset("deploy", min_size=args.min_size,  # what face recognize uses
+                                     engine="openvino" if model.engine.startswith("openvino") else "mxnet")
         # Identities from 1: MTCNN misses synthetic identity 0's drawing at most sizes.
         frames = {n: [face_frame(list(range(1, n + 1)), rng) for _ in range(args.frames)] for n in counts}
         clock = StealFreeClock()

@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(line + "\n")
         return 0
     if args.command == "recognize":
-        return _recognize(args, model, cropper, threshold)
+        return _recognize(args, model, cropper, threshold, detector)
     gallery = Gallery(args.gallery, model, cropper, cache=args.cache)
     probe = model.embed(cropper(args.probe)[None])[0]
     sys.stdout.write("rank  score   identity  image\n")
@@ -107,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def _recognize(args, model, cropper, threshold: Optional[float]) -> int:
+def _recognize(args, model, cropper, threshold: Optional[float], detector_engine: str) -> int:
     import os
 
     from insightgluon.align.mtcnn import MTCNN
@@ -127,8 +127,7 @@ def _recognize(args, model, cropper, threshold: Optional[float]) -> int:
     if args.output:
         os.makedirs(args.output, exist_ok=True)
     gallery = Gallery(args.gallery, model, cropper, cache=args.cache, skip_faceless=True)
-    detector = MTCNN(min_size=args.min_size, factor=0.709, thresholds=(0.6, 0.7, 0.8),
-                     engine="openvino" if model.engine.startswith("openvino") else "mxnet")
+    detector = MTCNN.from_preset("deploy", min_size=args.min_size, engine=detector_engine)
     recognizer = FrameRecognizer(model, gallery, detector, threshold, args.match, args.top_k)
     viewer = open_viewer(f"insightgluon face recognize {args.input}") if args.show else None
     output = AnnotatedOutput(args.output, media) if args.output else None
