@@ -140,7 +140,9 @@ def test_auto_skips_an_engine_failing_its_probe(files, monkeypatch, caplog):
 
 
 def test_auto_in_bfloat16_without_openvino_bf16_takes_mxnet(files, monkeypatch):
-    monkeypatch.setattr(ov_export, "capabilities", lambda: ("FP32",))
+    from insightgluon.engines import openvino as ov_engine
+
+    monkeypatch.setattr(ov_engine, "capabilities", lambda: ("FP32",))
     if not set(BF16_CPU_FLAGS) & cpu_flags():
         pytest.skip("no bfloat16 instructions")
     model = load_embedding_model(files["checkpoint"], dtype="bfloat16")

@@ -54,3 +54,10 @@ def _flush_denormals() -> None:
     stub = ctypes.CFUNCTYPE(None)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
     stub()
     del stub
+
+
+def host_threads() -> int:
+    """Threads for the engines that keep their own pool (onnxruntime, OpenVINO): ``OMP_NUM_THREADS``
+    when it is set, the budget MXNet computes with, else 0 (their own default)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else 0

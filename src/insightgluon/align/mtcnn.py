@@ -107,7 +107,7 @@ class MTCNN:
         self.pnet, self.rnet, self.onet = load_networks(self.ctx)
         if engine == "openvino":
             from insightgluon.align.mtcnn_openvino import openvino_stages
-            from insightgluon.engines.base import host_threads
+            from insightgluon.runtime import host_threads
 
             self._stages = openvino_stages((self.pnet, self.rnet, self.onet), host_threads())
         else:

@@ -69,7 +69,7 @@ def _compile(net, build, side: int, threads: int) -> Stage:
     import openvino as ov
     import openvino.opset13 as ops
 
-    from insightgluon.export.openvino import compile_model
+    from insightgluon.openvino_cpu import compile_model
 
     data = ops.parameter([-1, 3, -1 if side is None else side, -1 if side is None else side], np.float32,
                          name="data")

@@ -116,7 +116,8 @@ def _export(args, prefix: str, epoch: int, image_hw) -> int:
                                   tolerance=tolerance)
         sys.stdout.write(f"{report}\n")
         return 0
-    from insightgluon.export.openvino import bin_path, require_openvino, save_ir
+    from insightgluon.export.openvino import bin_path, save_ir
+    from insightgluon.openvino_cpu import require_openvino
 
     require_openvino()
     with tempfile.TemporaryDirectory() as folder:

@@ -175,12 +175,6 @@ def require_cpu(ctx, engine: str) -> None:
         raise EngineUnavailable(f"engine {engine} runs on the CPU; got devices {', '.join(map(str, devices))}")
 
 
-def host_threads() -> int:
-    """Threads of the ONNX engines: MXNet's OpenMP budget when one is set, else 0 (their default)."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() else 0
-
-
 # --- the parity probe --------------------------------------------------------------------------
 
 #: float32: largest relative difference (max |a - b| / max |b|) to the reference.

@@ -11,7 +11,8 @@ import tempfile
 from typing import Optional, Tuple
 
 from insightgluon.engines.base import (CHECKPOINT, ENGINES, ONNX, EmbeddingModel, EngineUnavailable, HostRunner,
-                                       Settings, fixed_image_size, host_threads, require_cpu)
+                                       Settings, fixed_image_size, require_cpu)
+from insightgluon.runtime import host_threads
 
 logger = logging.getLogger(__name__)
 

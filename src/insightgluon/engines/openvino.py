@@ -12,10 +12,12 @@ import tempfile
 from typing import Optional, Tuple
 
 from insightgluon.engines.base import (CHECKPOINT, ENGINES, IR, ONNX, EmbeddingModel, EngineUnavailable,
-                                       HostRunner, fixed_image_size, host_threads, probe_batch, probe_parity,
-                                       require_cpu, run_block)
+                                       HostRunner, fixed_image_size, probe_batch, probe_parity, require_cpu,
+                                       run_block)
 from insightgluon.errors import ConfigError
 from insightgluon.export.onnx import ParityError
+from insightgluon.openvino_cpu import CAPABILITIES, PRECISIONS, capabilities, compile_model, require_openvino
+from insightgluon.runtime import host_threads
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ class OpenVinoEmbedding(HostRunner):
     runtime = "OpenVINO"
 
     def __init__(self, model, dtype: str = "float32", label: str = "model", threads: Optional[int] = None):
-        from insightgluon.export.openvino import compile_model, metadata
+        from insightgluon.export.openvino import metadata
 
         self.label = label
         self.dtype = dtype
@@ -50,8 +52,6 @@ class OpenVinoEmbedding(HostRunner):
 
 def check_precision(dtype: str) -> None:
     """:class:`EngineUnavailable` unless OpenVINO is importable and its CPU plug-in computes in ``dtype``."""
-    from insightgluon.export.openvino import CAPABILITIES, PRECISIONS, capabilities, require_openvino
-
     try:
         require_openvino()
     except ConfigError as err:
