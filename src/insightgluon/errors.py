@@ -19,3 +19,9 @@ class ConfigError(InsightGluonError, ValueError):
 
 class CheckpointError(InsightGluonError, ValueError):
     """A checkpoint or model file is missing, incomplete or incompatible."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -9,7 +9,7 @@ chosen in :mod:`insightgluon.engines`, which builds on this module.
 import os
 from typing import List, Tuple
 
-from insightgluon.errors import CheckpointError
+from insightgluon.errors import CheckpointError, first_line
 
 
 def parse_model_spec(spec: str) -> List[Tuple[str, int]]:
@@ -67,7 +67,7 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     try:
         symbol = mx.sym.load(sym_file)
     except mx.base.MXNetError as err:
-        raise CheckpointError(f"{sym_file}: not a readable MXNet symbol file ({_first_line(err)})")
+        raise CheckpointError(f"{sym_file}: not a readable MXNet symbol file ({first_line(err)})")
     names = output_names(symbol)
     wanted = layer if layer.endswith("_output") else f"{layer}_output"
     if wanted not in names:
@@ -78,7 +78,7 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     try:
         saved = mx.nd.load(params_file)
     except mx.base.MXNetError as err:
-        raise CheckpointError(f"{params_file}: not a readable MXNet params file ({_first_line(err)})")
+        raise CheckpointError(f"{params_file}: not a readable MXNet params file ({first_line(err)})")
     params = {k.split(":", 1)[-1]: v for k, v in saved.items()}
     block = mx.gluon.SymbolBlock(out, mx.sym.var(input_name, dtype="float32"))
     needed = set(block.collect_params().keys())
@@ -89,7 +89,3 @@ def load_symbol_block(prefix: str, epoch: int, layer: str = "fc1", ctx=None,
     block.collect_params().load_dict({k: params[k] for k in needed}, ctx=ctx or mx.cpu(),
                                      filename=params_file)
     return block
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -5,7 +5,7 @@ Shared by the IR export (:mod:`insightgluon.export.openvino`), the engine
 """
 from typing import Tuple
 
-from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.errors import CheckpointError, ConfigError, first_line
 
 #: OpenVINO's name of each compute precision (``INFERENCE_PRECISION_HINT``).
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
@@ -45,9 +45,4 @@ def compile_model(model, dtype: str = "float32", threads: int = 0, label: str = 
     try:
         return core().compile_model(model, "CPU", config)
     except Exception as err:  # OpenVINO raises RuntimeError and its own types
-        raise CheckpointError(f"{label}: OpenVINO cannot compile the model for the CPU ({_first_line(err)})")
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+        raise CheckpointError(f"{label}: OpenVINO cannot compile the model for the CPU ({first_line(err)})")

@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.errors import CheckpointError, ConfigError, first_line
 from insightgluon.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,7 @@ def model_source(spec, epoch: Optional[int] = None, layer: str = "fc1") -> Model
         return ModelSource(CHECKPOINT, str(spec), int(epoch), layer)
     text = str(spec).strip()
     suffix = os.path.splitext(text)[1].lower()
-    if suffix in (".onnx", ".xml"):
-        if not os.path.isfile(text):
-            raise CheckpointError(f"{text}: no such model file")
+    if suffix in (".onnx", ".xml"):  # (load_embedding_model checks that its files exist)
         return ModelSource(ONNX if suffix == ".onnx" else IR, text, 0, layer)
     from insightgluon.model_io import parse_model_spec
 
@@ -135,9 +133,8 @@ class HostRunner:
         try:
             out = self._run(pixels)
         except Exception as err:  # the runtimes raise their own exception types
-            text = str(err).strip()
             raise CheckpointError(f"{self.label}: {self.runtime} fails on a batch of shape {pixels.shape} "
-                                  f"({text.splitlines()[0] if text else type(err).__name__})")
+                                  f"({first_line(err)})")
         if nd:
             import mxnet as mx
 

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.errors import CheckpointError, ConfigError, first_line
 from insightgluon.export import fixes
 from insightgluon.model_io import checkpoint_paths
 
@@ -71,12 +71,12 @@ def load_checkpoint(prefix: str, epoch: int):
     try:
         symbol = mx.sym.load(sym_file)
     except mx.base.MXNetError as err:
-        raise CheckpointError(f"{sym_file}: not a readable MXNet symbol file ({_first_line(err)})")
+        raise CheckpointError(f"{sym_file}: not a readable MXNet symbol file ({first_line(err)})")
     try:
         saved = mx.nd.load(params_file)
     except mx.base.MXNetError as err:
         raise CheckpointError(f"{params_file}: not a readable MXNet params file "
-                              f"({_first_line(err)})")
+                              f"({first_line(err)})")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{params_file}: holds a list of arrays, not named parameters")
     return symbol, {key.split(":", 1)[-1]: value for key, value in saved.items()}
@@ -111,7 +111,7 @@ def onnx_session(path: str, label: Optional[str] = None, threads: int = 0):
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception hierarchy
         raise CheckpointError(f"{label or path}: onnxruntime cannot load the model "
-                              f"({_first_line(err)})")
+                              f"({first_line(err)})")
 
 
 def parity_check(onnx_path: str, symbol, params: Dict, input_name: str, image_size: Tuple[int, int],
@@ -131,7 +131,7 @@ def parity_check(onnx_path: str, symbol, params: Dict, input_name: str, image_si
     try:
         got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
     except Exception as err:  # onnxruntime raises its own exception hierarchy
-        raise ParityError(f"{label}: onnxruntime fails to run the model ({_first_line(err)})")
+        raise ParityError(f"{label}: onnxruntime fails to run the model ({first_line(err)})")
     if got.shape != expected.shape:
         raise ParityError(f"{label}: onnxruntime output shape {got.shape} != "
                           f"MXNet {expected.shape}")
@@ -297,7 +297,7 @@ def _translate(symbol, params: Dict, shape, path: str, sym_file: str, out_name: 
     except (AttributeError, NotImplementedError, KeyError, ValueError,
             onnx.checker.ValidationError) as err:
         raise CheckpointError(f"{sym_file}: MXNet's ONNX exporter failed on layer "
-                              f"'{out_name}' ({_first_line(err)})")
+                              f"'{out_name}' ({first_line(err)})")
     return onnx.load(path)
 
 
@@ -308,7 +308,7 @@ def _check(model, sym_file: str) -> None:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise CheckpointError(f"{sym_file}: the exported graph fails the ONNX checker "
-                              f"({_first_line(err)})")
+                              f"({first_line(err)})")
 
 
 def _set_props(model, values: Dict[str, str]) -> None:
@@ -329,7 +329,7 @@ def read_metadata(path: str) -> Dict[str, str]:
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as err:  # protobuf DecodeError and friends
-        raise CheckpointError(f"{path}: not a readable ONNX model ({_first_line(err)})")
+        raise CheckpointError(f"{path}: not a readable ONNX model ({first_line(err)})")
     return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props
             if p.key.startswith(META_PREFIX)}
 
@@ -349,8 +349,3 @@ def update_metadata(path: str, values: Dict[str, str]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

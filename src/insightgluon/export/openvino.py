@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from insightgluon.errors import CheckpointError, ConfigError
+from insightgluon.errors import CheckpointError, ConfigError, first_line
 from insightgluon.export.onnx import META_PREFIX, ParityError, ParityReport
 from insightgluon.openvino_cpu import compile_model, core, require_openvino
 
@@ -52,7 +52,7 @@ def read_model(path: str):
     try:
         model = core().read_model(path)
     except Exception as err:  # OpenVINO raises RuntimeError and its own types
-        raise CheckpointError(f"{path}: OpenVINO cannot read the model ({_first_line(err)})")
+        raise CheckpointError(f"{path}: OpenVINO cannot read the model ({first_line(err)})")
     if is_ir:
         want = metadata(model).get(CHECKSUM_KEY)
         if want and want != _sha256(bin_path(path)):
@@ -115,7 +115,7 @@ def check_ir(xml: str, reference: Callable[[np.ndarray], np.ndarray], image_hw: 
     except CheckpointError as err:
         raise ParityError(str(err) if label == xml else f"{label}: the IR as written fails: {err}")
     except Exception as err:  # OpenVINO raises RuntimeError and its own types
-        raise ParityError(f"{label}: OpenVINO fails to run the IR ({_first_line(err)})")
+        raise ParityError(f"{label}: OpenVINO fails to run the IR ({first_line(err)})")
     if got.shape != expected.shape:
         raise ParityError(f"{label}: OpenVINO output shape {got.shape} != MXNet {expected.shape}")
     max_abs = float(np.max(np.abs(got - expected))) if np.all(np.isfinite(got)) else float("inf")
@@ -126,8 +126,3 @@ def check_ir(xml: str, reference: Callable[[np.ndarray], np.ndarray], image_hw: 
     if not report.passed:
         raise ParityError(str(report))
     return report
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from insightgluon.errors import first_line
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,6 +64,5 @@ def open_viewer(title: str) -> Optional[Viewer]:
     try:
         return Viewer(title)
     except Exception as err:  # tkinter.TclError (no display), ImportError (no Tk or PIL)
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        logger.warning("--show: cannot open a window (%s); going on without it", text)
+        logger.warning("--show: cannot open a window (%s); going on without it", first_line(err))
         return None

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from insightgluon.errors import CheckpointError
+from insightgluon.errors import CheckpointError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ def read_legacy_params(params_file: str) -> Dict[str, "mx.nd.NDArray"]:
     try:
         saved = mx.nd.load(params_file)
     except mx.base.MXNetError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{params_file}: not a readable MXNet params file ({first})")
+        raise CheckpointError(f"{params_file}: not a readable MXNet params file ({first_line(err)})")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{params_file}: holds an unnamed list of arrays, not named parameters")
     return {key.split(":", 1)[-1]: value for key, value in saved.items()}
