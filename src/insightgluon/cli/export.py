@@ -116,6 +116,9 @@ def _export(args, prefix: str, epoch: int, image_hw) -> int:
                                   tolerance=tolerance)
         sys.stdout.write(f"{report}\n")
         return 0
+    import functools
+
+    from insightgluon.engines.base import run_block
     from insightgluon.export.openvino import bin_path, save_ir
     from insightgluon.openvino_cpu import require_openvino
 
@@ -124,16 +127,9 @@ def _export(args, prefix: str, epoch: int, image_hw) -> int:
         onnx_path = f"{folder}/model.onnx"
         report = export_embedding(model, prefix, epoch, onnx_path, args.layer, image_hw, metadata=values)
         sys.stdout.write(f"{report}\n")
-        ir_report = save_ir(onnx_path, args.output, _numpy_forward(model.block), image_hw,
+        ir_report = save_ir(onnx_path, args.output, functools.partial(run_block, model.block), image_hw,
                             compress_to_fp16=args.ir_weights == "fp16", tolerance=args.tolerance)
     sys.stdout.write(f"{ir_report}\n")
     sys.stdout.write(f"wrote {args.output} and {bin_path(args.output)} (weights stored in "
                      f"{'float16' if args.ir_weights == 'fp16' else 'float32'})\n")
     return 0
-
-
-def _numpy_forward(block):
-    """``block`` as a function of NumPy pixels to NumPy embeddings."""
-    import mxnet as mx
-
-    return lambda pixels: block(mx.nd.array(pixels)).asnumpy()
