@@ -5,8 +5,10 @@
     insightgluon face recognize party.mp4 --gallery people/ --model r100.xml --output out/
 """
 import argparse
+import contextlib
+import signal
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
@@ -133,7 +135,8 @@ def _recognize(args, model, cropper, threshold: Optional[float], detector_engine
     output = AnnotatedOutput(args.output, media) if args.output else None
     records = open(os.path.join(args.output, "faces.jsonl"), "wb", buffering=0) if args.output else None
     try:
-        summary = recognise_media(media, recognizer, output, records, viewer)
+        with _terminate_as_interrupt() as terminated:
+            summary = recognise_media(media, recognizer, output, records, viewer)
     finally:
         if records is not None:
             records.close()
@@ -147,4 +150,31 @@ def _recognize(args, model, cropper, threshold: Optional[float], detector_engine
         lines.append(f"wrote {len(output.written)} annotated {'frames' if output.path is None else 'video'} "
                      f"and {os.path.join(args.output, 'faces.jsonl')}")
     sys.stdout.write("\n".join(lines) + "\n")
+    if terminated:
+        return 128 + signal.SIGTERM
     return 130 if summary.interrupted else 0
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[List[int]]:
+    """SIGTERM (``kill PID``, a container or service stopping) ends a run as Ctrl-C does.
+
+    The video is finalised, ``faces.jsonl`` ends with the last whole frame and the report is printed.
+    Yields a list that holds the signal once it has arrived. Outside the main thread (where Python
+    cannot install handlers) SIGTERM keeps its default action.
+    """
+    received: List[int] = []
+
+    def handler(signum, _frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -169,8 +169,10 @@ def recognise_media(media, recognizer: FrameRecognizer, output=None, records=Non
     """Recognise every frame of ``media`` (:class:`~insightgluon.face.media.MediaInput`).
 
     ``output`` (:class:`~insightgluon.face.media.AnnotatedOutput`) receives annotated frames;
-    ``records`` is a binary file to which each frame's faces are appended as JSON lines in one
-    write (so a killed run leaves whole lines only); ``viewer`` shows frames until closed.
+    ``records`` is an unbuffered binary file to which each frame's faces are appended as JSON lines
+    in one write, so every frame that finished is whole on disk. (SIGKILL can still cut the write
+    in flight: Linux stops a file write between pages when the process is killed, leaving at most
+    one unterminated last line.) ``viewer`` shows frames until closed.
     Ctrl-C ends the run early with ``interrupted`` set; the output is closed either way.
     """
     import json
