@@ -115,13 +115,14 @@ def common_options(emb_size: int, version_output: Optional[str], version_act: st
 def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_input: int = 1,
                 version_output: Optional[str] = None, version_unit: int = 3,
                 version_act: str = "prelu", version_multiplier: float = 1.0,
-                bn_mom: float = 0.9):
+                bn_mom: float = 0.9, dropout: float = 0.0):
     """Build the backbone registered as ``name`` (legacy ``--network`` value).
 
     Parameters
     ----------
     name : str
-        ``r18`` ... ``r269``, ``y1``, ``m1``, ``p68`` ... ``p131``, ``d121`` ... ``d201``, ``i4``
+        ``r18`` ... ``r269``, ``y1``, ``m1``, ``p68`` ... ``p131``, ``d121`` ... ``d201``, ``i4``, ...;
+        arcface_torch's ``iresnet18`` ... ``iresnet200``, ``mbf``, ``mbf_large``, ``vit_t`` ... ``vit_l``
         (see :func:`network_names`).
     emb_size : int
         Width of the ``fc1`` embedding.
@@ -138,6 +139,9 @@ def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_inp
         Width multiplier; 1.0 keeps the legacy shapes.
     bn_mom : float
         BatchNorm momentum.
+    dropout : float
+        Dropout before the embedding layer of arcface_torch's ``iresnet*`` (its ``dropout``);
+        the 2018 families ignore it (their heads fix their own).
 
     Returns
     -------
@@ -151,7 +155,7 @@ def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_inp
     builder = NETWORKS.get(name)
     options = dict(emb_size=emb_size, version_se=version_se, version_input=version_input,
                    version_output=version_output, version_unit=version_unit, version_act=version_act,
-                   version_multiplier=version_multiplier, bn_mom=bn_mom)
+                   version_multiplier=version_multiplier, bn_mom=bn_mom, dropout=dropout)
     net = builder(**options)
     _warn_unread(name, net, options)
     declared = getattr(net, "legacy_multipliers", None)
@@ -160,7 +164,7 @@ def get_network(name: str, emb_size: int = 512, version_se: int = 0, version_inp
 
 
 def _warn_unread(name: str, net, options: Dict[str, Any]) -> None:
-    """Say which non-default options the family does not read (as its 2018 builder did not)."""
+    """Say which non-default options the family does not read (as its 2018 or arcface_torch builder did not)."""
     read = set(inspect.signature(type(net).__init__).parameters)
     defaults = {k: p.default for k, p in inspect.signature(get_network).parameters.items()}
     given = dict(options, version_output=options["version_output"] or None)
@@ -168,7 +172,7 @@ def _warn_unread(name: str, net, options: Dict[str, Any]) -> None:
         given["version_output"] = None  # what a resolved training config passes for the default
     unread = [f"{k}={v!r}" for k, v in given.items() if k not in read and v != defaults[k]]
     if unread:
-        logger.warning("network %s ignores %s: its 2018 builder did not read them", name, ", ".join(unread))
+        logger.warning("network %s ignores %s: options its builder does not read", name, ", ".join(unread))
 
 
 def network_names() -> List[str]:

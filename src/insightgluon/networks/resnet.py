@@ -131,7 +131,7 @@ class FaceResNet(HybridBlock):
     """
 
     def __init__(self, depth, emb_size=512, version_se=0, version_input=1, version_output=None,
-                 version_unit=3, version_act="prelu", version_multiplier=1.0, bn_mom=0.9):
+                 version_unit=3, version_act="prelu", version_multiplier=1.0, bn_mom=0.9, **_unused):
         super().__init__(prefix="")
         kind, units = RESNET_SPECS[depth]
         opts = common_options(emb_size, version_output, version_act, version_multiplier, "E")

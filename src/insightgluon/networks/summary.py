@@ -6,7 +6,7 @@ from typing import NamedTuple, Tuple
 class Summary(NamedTuple):
     """``params``: every learned and statistics array, as a checkpoint stores them;
     ``mmacs``: millions of multiply-accumulates of the learned convolutions and dense
-    layers (the rest is negligible) in one forward pass of one image; ``mflops`` =
+    layers, and of attention's products, (the rest is negligible) in one forward pass of one image; ``mflops`` =
     2 x ``mmacs``, the convention of the published figures (r100: 24.2 GFLOPs);
     ``image_size``: the (height, width) counted at."""
 
@@ -50,15 +50,22 @@ def summarize(name: str, image_size=None, **options) -> Summary:
     macs = 0
     nodes = json.loads(sym.tojson())["nodes"]
     for node in nodes:
+        out = shape_of.get(f"{node['name']}_output")
+        if node["op"] == "batch_dot":  # attention: (..., M, K) x (..., K, P) per image
+            source, index = node["inputs"][0][:2]
+            name = nodes[source]["name"]
+            inner = shape_of.get(f"{name}_output", shape_of.get(f"{name}_output{index}", shape_of.get(name)))
+            transposed = node.get("attrs", {}).get("transpose_a", "False") == "True"
+            macs += _size(out[1:]) * int(inner[-2] if transposed else inner[-1])
+            continue
         if node["op"] not in ("Convolution", "FullyConnected"):
             continue
         source = nodes[node["inputs"][1][0]]
         if source["op"] != "null":
             continue  # a computed weight: the fast PReLU's per-channel product, not a layer
         weight = _size(shape_of[source["name"]])
-        out = shape_of[f"{node['name']}_output"]
-        # a conv weight is applied at every output position; a dense weight once
-        macs += weight * (_size(out[2:]) if node["op"] == "Convolution" else 1)
+        # a conv weight is applied at every output position; a dense weight once per token
+        macs += weight * _size(out[2:] if node["op"] == "Convolution" else out[1:-1])
     return Summary(name, params, macs / 1e6, tuple(shape_of[sym.list_outputs()[0]]), (height, width))
 
 

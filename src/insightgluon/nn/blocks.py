@@ -176,19 +176,21 @@ class SqueezeExcite(HybridBlock):
 
 
 class InputNorm(HybridBlock):
-    """``(x - 127.5) * 0.0078125``: raw RGB 0..255 in, about [-1, 1] out.
+    """``(x - 127.5) * scale``: raw RGB 0..255 in, about [-1, 1] out.
 
-    The operators keep the legacy names ``_minusscalar0`` and ``_mulscalar0``,
-    by which ONNX consumers (the ``insightface`` package) recognise a graph that
-    normalises its own input.
+    ``scale`` is 1/128 in the 2018 graphs and 1/127.5 in arcface_torch's (which
+    normalises ``(x / 255 - 0.5) / 0.5``). The operators keep the legacy names
+    ``_minusscalar0`` and ``_mulscalar0``, by which ONNX consumers (the ``insightface``
+    package) recognise a graph that normalises its own input.
     """
 
-    def __init__(self):
+    def __init__(self, scale=PIXEL_SCALE):
         super().__init__(prefix="")
+        self.scale = scale
 
     def hybrid_forward(self, F, x):
         with mx.name.NameManager():
-            return (x - PIXEL_MEAN) * PIXEL_SCALE
+            return (x - PIXEL_MEAN) * self.scale
 
 
 class GlobalAvgPool(LegacyNamed):

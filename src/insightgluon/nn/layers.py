@@ -42,6 +42,7 @@ class LegacyNamed(HybridBlock):
     """Base of a layer whose parameters are ``<name>_<param>`` and whose operator is ``<name>``."""
 
     compute_dtype = "float32"
+    pinned_float32 = False
 
     def __init__(self, name):
         super().__init__(prefix=f"{name}_")
@@ -64,11 +65,11 @@ class LegacyNamed(HybridBlock):
 
 
 def compute_dtype(block) -> str:
-    """The compute dtype of ``block``'s layers (that of the first one found; float32 if none)."""
+    """The compute dtype of ``block``'s layers (that of the first unpinned one found; float32 if none)."""
     stack = [block]
     while stack:
         current = stack.pop()
-        if isinstance(current, LegacyNamed):
+        if isinstance(current, LegacyNamed) and not current.pinned_float32:
             return current.compute_dtype
         stack.extend(current._children.values())
     return "float32"
@@ -103,16 +104,31 @@ class Float32Output(HybridBlock):
 def set_compute_dtype(block, dtype: str) -> None:
     """Make every layer of ``block`` compute in ``dtype`` (one of :data:`COMPUTE_DTYPES`).
 
-    Parameters are untouched (float32). A hybridized block must be hybridized again
-    (``block.hybridize(...)``) for the change to reach its cached graph.
+    Layers under :func:`pin_float32` keep float32. Parameters are untouched (float32). A
+    hybridized block must be hybridized again (``block.hybridize(...)``) for the change to
+    reach its cached graph.
     """
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute dtype {dtype!r}: expected one of {', '.join(COMPUTE_DTYPES)}")
     stack = [block]
     while stack:
         current = stack.pop()
-        if isinstance(current, LegacyNamed):
+        if isinstance(current, LegacyNamed) and not current.pinned_float32:
             current.compute_dtype = dtype
+        stack.extend(current._children.values())
+
+
+def pin_float32(block) -> None:
+    """Keep every layer of ``block`` in float32 whatever :func:`set_compute_dtype` later asks.
+
+    A pinned region must start with :class:`ToFloat32` (left unpinned) so its input arrives in
+    float32. The layers of arcface_torch's heads are pinned: its autocast ends before them.
+    """
+    stack = [block]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, LegacyNamed) and not isinstance(current, ToFloat32):
+            current.pinned_float32 = True
         stack.extend(current._children.values())
 
 
@@ -149,12 +165,17 @@ class BatchNorm(LegacyNamed):
     so checkpoints still carry it, but the operator uses 1 and it gets no gradient.
     ``stats`` names the statistics: ``("running_mean", "running_var")`` for the 2018
     graphs that were built from Gluon blocks (MobileNetV2, NASNet).
+
+    ``flat_input=True`` (an (N, C) input after a dense layer) computes it as (N, C, 1, 1): MXNet
+    1.9's oneDNN BatchNorm crashes on an (N, C) input after an (N, C, 1, 1) one of the same
+    epsilon, as arcface_torch's MobileFaceNet head has them (it reuses the cached 4-D primitive).
     """
 
     def __init__(self, name, eps=LEGACY_BN_EPS, momentum=0.9, fix_gamma=False, in_channels=0,
-                 stats=("moving_mean", "moving_var")):
+                 stats=("moving_mean", "moving_var"), flat_input=False):
         super().__init__(name)
         self._kwargs = dict(eps=eps, momentum=momentum, fix_gamma=fix_gamma)
+        self.flat_input = flat_input
         shape = (in_channels,)
         self.gamma = self.params.get("gamma", grad_req="null" if fix_gamma else "write",
                                      shape=shape, init="ones", allow_deferred_init=True)
@@ -168,8 +189,10 @@ class BatchNorm(LegacyNamed):
 
     def hybrid_forward(self, F, x, gamma, beta, moving_mean, moving_var):
         with self._raw_names():
-            return F.BatchNorm(x, gamma, beta, moving_mean, moving_var, name=self.op_name,
-                               **self._kwargs)
+            if self.flat_input:
+                x = F.reshape(x, shape=(0, 0, 1, 1), name=f"{self.op_name}_4d")
+            y = F.BatchNorm(x, gamma, beta, moving_mean, moving_var, name=self.op_name, **self._kwargs)
+            return F.reshape(y, shape=(0, -1), name=f"{self.op_name}_2d") if self.flat_input else y
 
 
 class Dense(LegacyNamed):
@@ -202,6 +225,14 @@ class Dropout(LegacyNamed):
         x = self._float32(F, x)  # no bfloat16 Dropout in MXNet 1.9
         with self._raw_names():
             return F.Dropout(x, p=self.p, name=self.op_name)
+
+
+class ToFloat32(LegacyNamed):
+    """Where a float32 region starts (see :func:`pin_float32`): the identity in a float32
+    network, a cast to float32 in a low-precision one."""
+
+    def hybrid_forward(self, F, x):
+        return self._float32(F, x)
 
 
 class Activation(LegacyNamed):
