@@ -33,18 +33,22 @@ IRESNET_LAYERS = {
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 STEM_WIDTH = 64
+# The embedding's node name in every graph (what `--layer` defaults to)
+EMBEDDING = "fc1"
 # the last stage's map on a 112x112 face
 FINAL_MAP = 7
 
 
-def torch_bn(name: str, momentum: float = 0.9, eps: float = TORCH_BN_EPS, flat: bool = False):
+def torch_bn(name: str, momentum: float = 0.9, eps: float = TORCH_BN_EPS, flat: bool = False,
+             output: str = None):
     """A BatchNorm named like a PyTorch module path, with PyTorch's epsilon; ``flat``: a
-    ``BatchNorm1d`` on (N, C).
+    ``BatchNorm1d`` on (N, C), its output node named ``output`` (``fc1`` for the embedding, the
+    layer every tool reads by default).
 
     PyTorch's ``momentum=0.1`` weighs the new batch; MXNet's ``momentum`` weighs the running
     value, so 0.9 here is the same update.
     """
-    return BatchNorm(name, eps=eps, momentum=momentum, flat_input=flat)
+    return BatchNorm(name, eps=eps, momentum=momentum, flat_input=flat, output_name=output)
 
 
 def frozen_scale(bn: BatchNorm) -> BatchNorm:
@@ -114,7 +118,7 @@ class IResNet(HybridBlock):
                 self.head.add(Dropout("dropout", float(dropout)))
             # arcface_torch's autocast region ends here: the head computes in float32.
             self.embedding = Sequence([ToFloat32("fc_float32"), Dense("fc", int(emb_size)),
-                                       frozen_scale(torch_bn("features", bn_mom, flat=True))])
+                                       frozen_scale(torch_bn("features", bn_mom, flat=True, output=EMBEDDING))])
         pin_float32(self.embedding)
 
     def hybrid_forward(self, F, x):

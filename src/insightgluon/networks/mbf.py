@@ -13,7 +13,7 @@ float32; our ``--dtype bf16|fp16`` does the same.
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS
-from insightgluon.networks.iresnet import TORCH_PIXEL_SCALE, torch_bn
+from insightgluon.networks.iresnet import EMBEDDING, TORCH_PIXEL_SCALE, torch_bn
 from insightgluon.nn import Conv, Dense, Flatten, InputNorm, PReLU, Sequence, ToFloat32, pin_float32
 
 # name -> (residual units per stage, width scale)
@@ -88,7 +88,7 @@ class TorchMobileFaceNet(HybridBlock):
                 conv_block("features_layers_0", HEAD_WIDTH, FINAL_MAP, groups=HEAD_WIDTH, act=False, bn_mom=bn_mom),
                 Flatten("features_layers_1"),
                 Dense("features_layers_2", int(emb_size), use_bias=False),
-                torch_bn("features_layers_3", bn_mom, flat=True)])
+                torch_bn("features_layers_3", bn_mom, flat=True, output=EMBEDDING)])
         pin_float32(self.head)
 
     def hybrid_forward(self, F, x):

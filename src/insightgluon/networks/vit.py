@@ -18,7 +18,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import NETWORKS
-from insightgluon.networks.iresnet import TORCH_BN_EPS, TORCH_PIXEL_SCALE, torch_bn
+from insightgluon.networks.iresnet import EMBEDDING, TORCH_BN_EPS, TORCH_PIXEL_SCALE, torch_bn
 from insightgluon.nn import Conv, Dense, Flatten, InputNorm, LegacyNamed, Sequence, ToFloat32, pin_float32
 
 #: State-dict entries with no part in the embedding: the token that replaces masked patches in
@@ -141,7 +141,7 @@ class VisionTransformer(HybridBlock):
                 LayerNorm("norm"), Flatten("feature_flatten"),
                 Dense("feature_0", dim, use_bias=False), torch_bn("feature_1", bn_mom, eps=HEAD_BN_EPS, flat=True),
                 Dense("feature_2", int(emb_size), use_bias=False),
-                torch_bn("feature_3", bn_mom, eps=HEAD_BN_EPS, flat=True)])
+                torch_bn("feature_3", bn_mom, eps=HEAD_BN_EPS, flat=True, output=EMBEDDING)])
         # outside arcface_torch's autocast regions: the patch embedding and the head
         pin_float32(self.patches)
         pin_float32(self.head)

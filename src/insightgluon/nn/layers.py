@@ -169,13 +169,15 @@ class BatchNorm(LegacyNamed):
     ``flat_input=True`` (an (N, C) input after a dense layer) computes it as (N, C, 1, 1): MXNet
     1.9's oneDNN BatchNorm crashes on an (N, C) input after an (N, C, 1, 1) one of the same
     epsilon, as arcface_torch's MobileFaceNet head has them (it reuses the cached 4-D primitive).
+    ``output_name`` names that layer's (N, C) output node (the embedding's ``fc1``).
     """
 
     def __init__(self, name, eps=LEGACY_BN_EPS, momentum=0.9, fix_gamma=False, in_channels=0,
-                 stats=("moving_mean", "moving_var"), flat_input=False):
+                 stats=("moving_mean", "moving_var"), flat_input=False, output_name=None):
         super().__init__(name)
         self._kwargs = dict(eps=eps, momentum=momentum, fix_gamma=fix_gamma)
         self.flat_input = flat_input
+        self.output_name = output_name or f"{name}_2d"
         shape = (in_channels,)
         self.gamma = self.params.get("gamma", grad_req="null" if fix_gamma else "write",
                                      shape=shape, init="ones", allow_deferred_init=True)
@@ -192,7 +194,7 @@ class BatchNorm(LegacyNamed):
             if self.flat_input:
                 x = F.reshape(x, shape=(0, 0, 1, 1), name=f"{self.op_name}_4d")
             y = F.BatchNorm(x, gamma, beta, moving_mean, moving_var, name=self.op_name, **self._kwargs)
-            return F.reshape(y, shape=(0, -1), name=f"{self.op_name}_2d") if self.flat_input else y
+            return F.reshape(y, shape=(0, -1), name=self.output_name) if self.flat_input else y
 
 
 class Dense(LegacyNamed):
