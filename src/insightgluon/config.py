@@ -60,7 +60,8 @@ class TrainConfig:
     data_dir: str = knob("", "dataset directory (train.rec, train.idx, property, *.bin); empty: the synthetic "
                          "faces, made once in $INSIGHTGLUON_DATA or ~/.cache/insightgluon", P)
     prefix: str = knob("../model/model", "checkpoint prefix: PREFIX-symbol.json, PREFIX-NNNN.params", P)
-    pretrained: str = knob("", "initialise from checkpoint 'prefix,epoch' (missing params re-initialised)", P)
+    pretrained: str = knob("", "initialise from checkpoint 'prefix,epoch', an arcface_torch backbone.pth or an "
+                                "InsightFace ONNX model of --network (missing params re-initialised)", P)
     ckpt: int = knob(1, "0 never save; 1 save when highest; 2 always; 3 when highest, always as -0001", P,
                      choices=(0, 1, 2, 3))
     loss_type: str = knob("4", "loss: legacy number (0,1,2,4,5,12) or a name (arcface, cosface, ...)", M)
@@ -84,6 +85,8 @@ class TrainConfig:
     use_deformable: int = knob(0, "accepted for compatibility; unused (as in 2018)", N)
     emb_size: int = knob(512, "embedding width (fc1)", N)
     bn_mom: float = knob(0.9, "batch-norm momentum", N)
+    dropout: float = knob(0.0, "dropout before the embedding layer (arcface_torch iresnet*; 2018 heads fix "
+                               "their own)", N)
     dtype: str = knob("fp32", "compute precision: fp32; bf16 (CPUs with avx512_bf16/AMX); fp16 (GPUs, loss "
                       "scaling). Weights, optimiser and checkpoints stay fp32", N, choices=("fp32", "bf16", "fp16"))
     image_size: str = knob("112,112", "input 'H,W' (112,96 for SphereNet); empty: from the property file", N)

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "megaface": ("megaface", "MegaFace features, noise removal and CMC/ROC evaluation"),
     "ijb": ("ijb", "IJB-B / IJB-C 1:1 TAR@FAR and 1:N, as InsightFace computes them"),
     "export": ("export", "export a model to ONNX (or strip fc7 from a checkpoint)"),
+    "convert": ("convert", "an arcface_torch .pth or InsightFace ONNX model -> MXNet checkpoint"),
     "align": ("align", "detect and align faces to 112x112 with MTCNN"),
     "face2rec": ("face2rec", "image folder or .lst -> train.rec/train.idx/property"),
     "pack-bin": ("pack_bin", "pairs file -> .bin verification pack"),
@@ -34,7 +35,7 @@ GROUPS = {
     "data": ("synth", "align", "face2rec", "pack-bin", "inspect"),
     "training": ("demo", "train", "networks"),
     "evaluation": ("verify", "megaface", "ijb"),
-    "deployment": ("export", "face"),
+    "deployment": ("export", "convert", "face"),
 }
 FIRST_COMMANDS = (
     ("make demo", "synthetic faces -> train ArcFace -> verification accuracy, on this machine's CPUs"),

@@ -21,12 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="insightgluon face",
         description="Face verification (1:1) and gallery search (1:N) with a model given as "
-                    "prefix,epoch, model.onnx or model.xml (OpenVINO IR). Photos are detected and "
+                    "prefix,epoch, model.onnx, model.xml (OpenVINO IR) or an arcface_torch backbone.pth. Photos are detected and "
                     "aligned with MTCNN (run by OpenVINO when the model is) "
                     "unless --aligned says they are already aligned crops.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", required=True,
-                        help="prefix,epoch, model.onnx or model.xml, run as --engine says")
+                        help="prefix,epoch, model.onnx, model.xml or backbone.pth, run as --engine says")
     common.add_argument("--aligned", action="store_true",
                         help="inputs are aligned crops of the model's size (no detection)")
     common.add_argument("--threshold", type=float, default=None,

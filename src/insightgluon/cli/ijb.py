@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="insightgluon ijb", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--model", default="", help="prefix,epoch, model.onnx or model.xml (omit to evaluate --features)")
+    p.add_argument("--model", default="", help="prefix,epoch, model.onnx, model.xml or backbone.pth (omit to evaluate --features)")
     p.add_argument("--data-root", required=True, help="folder holding IJBC/ (or IJBB/) with loose_crop/ and meta/")
     p.add_argument("--target", default="IJBC", choices=("IJBC", "IJBB"))
     p.add_argument("--features", default="", help="image features .npy: written as computed (a killed run "

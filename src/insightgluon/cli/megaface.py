@@ -26,7 +26,7 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     from insightgluon.cli.verify import add_dtype_argument, add_engine_argument
 
     p.add_argument("--model", required=True,
-                   help="prefix,epoch[|prefix2,epoch2] (models concatenated), model.onnx or model.xml")
+                   help="prefix,epoch[|prefix2,epoch2] (models concatenated), model.onnx, model.xml or backbone.pth")
     p.add_argument("--layer", default="fc1", help="embedding layer (default fc1)")
     p.add_argument("--image-size", "--image_size", default="112,112", help="H,W (or legacy 3,H,W)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="images per forward")

@@ -48,9 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     size = parse_image_size(args.image_size) if args.image_size else None
     options = {k: v for k, v in vars(args).items() if k not in ("names", "image_size", "names_only")}
     out = sys.stdout
-    out.write(f"{'network':<8} {'params':>12} {'M params':>9} {'MFLOPs':>9} {'input':>8}  {'output':<10} about\n")
+    out.write(f"{'network':<10} {'params':>12} {'M params':>9} {'MFLOPs':>9} {'input':>8}  {'output':<10} about\n")
     for name in names:
         s = summarize(name, image_size=size, **options)
-        out.write(f"{s.name:<8} {s.params:>12,d} {s.params / 1e6:>9.2f} {s.mflops:>9.1f} "
+        out.write(f"{s.name:<10} {s.params:>12,d} {s.params / 1e6:>9.2f} {s.mflops:>9.1f} "
                   f"{'{}x{}'.format(*s.image_size):>8}  {str(s.output_shape):<10} {describe(name)}\n")
     return 0

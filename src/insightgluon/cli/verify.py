@@ -7,7 +7,8 @@ per-class accuracy; optionally writes a JSON report and ROC / worst-pair PNGs.
 Model notation (``--model``), items separated by ``|``:
 ``prefix,epoch`` one checkpoint; a bare ``epoch`` re-uses the previous prefix
 (the legacy ``prefix,e1|e2``); a bare ``prefix`` means every epoch saved
-under it; ``model.onnx`` or ``model.xml`` (OpenVINO IR) an exported model.
+under it; ``model.onnx`` or ``model.xml`` (OpenVINO IR) an exported model;
+``backbone.pth`` an arcface_torch state dict (converted as ``insightgluon convert`` does).
 """
 import argparse
 import glob
@@ -28,13 +29,13 @@ LOG = logging.getLogger(__name__)
 def expand_model_spec(spec: str) -> List[Tuple[str, Optional[int]]]:
     """``p,1|2|q,5`` -> ``[(p, 1), (p, 2), (q, 5)]``; ``p`` -> every ``p-NNNN.params``.
 
-    An exported model (``x.onnx``, ``x.xml``) comes back as ``(path, None)``.
+    An exported model (``x.onnx``, ``x.xml``) or a PyTorch state dict (``x.pth``) comes back as ``(path, None)``.
     """
     from insightgluon.model_io import parse_model_spec
 
     models, prefix = [], None
     for item in filter(None, (s.strip() for s in spec.split("|"))):
-        if item.lower().endswith((".onnx", ".xml")):
+        if item.lower().endswith((".onnx", ".xml", ".pth", ".pt")):
             models.append((item, None))
         elif re.fullmatch(r"\d+", item):
             if prefix is None:

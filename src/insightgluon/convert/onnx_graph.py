@@ -160,7 +160,8 @@ def _bias(units, index, bias, params, path, node, network, eps) -> None:
         params[unit.names["bias"]] = bias
         return
     after = units[index + 1] if index + 1 < len(units) else None
-    if after is not None and after.kind == "bn" and not after.filled and after.shapes[after.names["beta"]] == bias.shape:
+    if (after is not None and after.kind == "bn" and not after.filled
+            and after.shapes[after.names["beta"]] == bias.shape):
         after.filled = True
         _identity_bn(after, bias, params, eps)
         return

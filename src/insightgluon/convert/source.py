@@ -148,3 +148,34 @@ def embed(converted: Converted, images: np.ndarray) -> np.ndarray:
     import mxnet as mx
 
     return converted.net(mx.nd.array(images)).asnumpy()
+
+
+def module_embedding(prefix: str, epoch: int, images: np.ndarray, layer: str = "fc1") -> np.ndarray:
+    """The embedding of ``images`` by the checkpoint as plain ``mx.mod.Module`` binds it (the 2018 way)."""
+    import mxnet as mx
+
+    symbol, args, auxs = mx.model.load_checkpoint(prefix, epoch)
+    symbol = symbol.get_internals()[f"{layer}_output"]
+    module = mx.mod.Module(symbol, data_names=("data",), label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[("data", images.shape)], for_training=False)
+    module.set_params(args, auxs)
+    module.forward(mx.io.DataBatch([mx.nd.array(images)]), is_train=False)
+    return module.get_outputs()[0].asnumpy()
+
+
+def onnx_embedding(path: str, images: np.ndarray) -> np.ndarray:
+    """``path``'s own embedding of raw RGB ``images`` by onnxruntime, fed as the graph expects: raw
+    when it scales its input itself, else ``(x - 127.5) / 127.5`` (InsightFace's convention)."""
+    import onnx
+    import onnxruntime
+
+    from insightgluon.convert.onnx_graph import self_normalising
+
+    feed = images if self_normalising(onnx.load(path)) else (images - 127.5) / 127.5
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: feed.astype(np.float32)})[0]
+
+
+def max_relative(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b| / max |b|``, the parity figure of every check here."""
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))

@@ -111,7 +111,7 @@ def map_state_dict(state: Dict[str, np.ndarray], network: str, net, source: str)
         name = our_name(key, shapes)
         if name is None:
             raise CheckpointError(f"{source}: '{key}' {tuple(value.shape)} has no place in {network} "
-                                  f"(a file of another network? `insightgluon convert` names the one it fits)")
+                                  f"(a file of another network? without --network, convert finds the one it fits)")
         if tuple(value.shape) != shapes[name]:
             raise CheckpointError(f"{source}: '{key}' is {tuple(value.shape)} in the file but {shapes[name]} in "
                                   f"{network} (a file of another network or another --emb-size?)")

@@ -20,12 +20,12 @@ import os
 from typing import Optional, Tuple
 
 from insightgluon.engines import graph, onnxruntime, openvino, zoo  # noqa: F401  (register engines)
-from insightgluon.engines.base import (CHECKPOINT, ENGINES, IR, ONNX, EmbeddingModel, EngineUnavailable,
+from insightgluon.engines.base import (CHECKPOINT, ENGINES, IR, ONNX, TORCH, EmbeddingModel, EngineUnavailable,
                                        ModelSource, Settings, model_source)
 from insightgluon.errors import CheckpointError
 
-__all__ = ["AUTO_ORDER", "ENGINES", "EmbeddingModel", "EngineUnavailable", "ModelSource", "Settings", "engine_choices",
-           "load_embedding_model", "model_source"]
+__all__ = ["AUTO_ORDER", "CHECKPOINT", "ENGINES", "EmbeddingModel", "EngineUnavailable", "IR", "ModelSource", "ONNX",
+           "Settings", "TORCH", "engine_choices", "load_embedding_model", "model_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def load_embedding_model(model, epoch: Optional[int] = None, layer: str = "fc1",
     ----------
     model, epoch
         A checkpoint prefix and its epoch; or ``model`` alone as ``"prefix,epoch"``, an
-        ``.onnx`` file or an OpenVINO ``.xml`` (its ``.bin`` beside it).
+        ``.onnx`` file, an OpenVINO ``.xml`` (its ``.bin`` beside it) or an arcface_torch
+        ``.pth`` (converted to a checkpoint of its zoo network first, then run as one).
     layer : str
         Embedding layer of a checkpoint's graph (default ``fc1``).
     ctx : mx.Context or list, optional
@@ -73,9 +74,29 @@ def load_embedding_model(model, epoch: Optional[int] = None, layer: str = "fc1",
     if missing:
         raise CheckpointError(f"{missing[0]}: no such {'checkpoint' if source.kind == CHECKPOINT else 'model'} file")
     settings = Settings(ctx, dtype, tuple(image_hw) if image_hw else None, fast_prelu)
+    if source.kind == TORCH:
+        return _converted(source, settings, engine)
     if engine != "auto":
         return ENGINES.get(engine)(source, settings)
     return _auto(source, settings)
+
+
+def _converted(source: ModelSource, settings: Settings, engine: str) -> EmbeddingModel:
+    """A PyTorch state dict, run as the checkpoint of its zoo network (written to a temporary
+    folder for the engines to read, gone once they have)."""
+    import tempfile
+
+    from insightgluon.convert.source import load_converted, write_checkpoint
+
+    converted = load_converted(source.path)
+    logger.info("%s: arcface_torch %s, run as its converted checkpoint", source.path, converted.network)
+    with tempfile.TemporaryDirectory(prefix="insightgluon-convert-") as folder:
+        prefix = os.path.join(folder, os.path.splitext(os.path.basename(source.path))[0])
+        write_checkpoint(converted, prefix)
+        checkpoint = ModelSource(CHECKPOINT, prefix, 0, source.layer)
+        if engine != "auto":
+            return ENGINES.get(engine)(checkpoint, settings)
+        return _auto(checkpoint, settings)
 
 
 def _auto(source: ModelSource, settings: Settings) -> EmbeddingModel:

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 #: ``--engine`` name -> ``loader(source, settings) -> EmbeddingModel``.
 ENGINES = Registry("engine")
 
-#: Kinds of model file an engine may take.
-CHECKPOINT, ONNX, IR = "checkpoint", "onnx", "openvino-ir"
+#: Kinds of model file an engine may take. A PyTorch state dict (``TORCH``) runs as the checkpoint
+#: it converts to (:mod:`insightgluon.convert`).
+CHECKPOINT, ONNX, IR, TORCH = "checkpoint", "onnx", "openvino-ir", "pytorch"
 
 
 class EngineUnavailable(ConfigError):
@@ -31,7 +32,7 @@ class EngineUnavailable(ConfigError):
 
 
 class ModelSource(NamedTuple):
-    """A model as the user named it: ``kind`` is :data:`CHECKPOINT`, :data:`ONNX` or :data:`IR`."""
+    """A model as the user named it: ``kind`` is :data:`CHECKPOINT`, :data:`ONNX`, :data:`IR` or :data:`TORCH`."""
 
     kind: str
     path: str
@@ -55,20 +56,21 @@ class ModelSource(NamedTuple):
 
 
 def model_source(spec, epoch: Optional[int] = None, layer: str = "fc1") -> ModelSource:
-    """The :class:`ModelSource` of ``prefix,epoch``, ``(prefix, epoch)``, ``x.onnx`` or ``x.xml``."""
+    """The :class:`ModelSource` of ``prefix,epoch``, ``(prefix, epoch)``, ``x.onnx``, ``x.xml`` or ``x.pth``."""
     if isinstance(spec, ModelSource):
         return spec
     if epoch is not None:
         return ModelSource(CHECKPOINT, str(spec), int(epoch), layer)
     text = str(spec).strip()
     suffix = os.path.splitext(text)[1].lower()
-    if suffix in (".onnx", ".xml"):  # (load_embedding_model checks that its files exist)
-        return ModelSource(ONNX if suffix == ".onnx" else IR, text, 0, layer)
+    kinds = {".onnx": ONNX, ".xml": IR, ".pth": TORCH, ".pt": TORCH}
+    if suffix in kinds:  # (load_embedding_model checks that its files exist)
+        return ModelSource(kinds[suffix], text, 0, layer)
     from insightgluon.model_io import parse_model_spec
 
     models = parse_model_spec(text)
     if len(models) != 1:
-        raise CheckpointError(f"model '{text}': give exactly one prefix,epoch, model.onnx or model.xml")
+        raise CheckpointError(f"model '{text}': give exactly one prefix,epoch, model.onnx, model.xml or backbone.pth")
     return ModelSource(CHECKPOINT, models[0][0], models[0][1], layer)
 
 

@@ -85,7 +85,9 @@ class FaceModel:
 
 
 def _file_metadata(path: str) -> Dict[str, str]:
-    """The ``insightgluon.*`` metadata of an ONNX file or an OpenVINO IR."""
+    """The ``insightgluon.*`` metadata of an ONNX file or an OpenVINO IR (none in a PyTorch file)."""
+    if path.lower().endswith((".pth", ".pt")):
+        return {}
     if path.lower().endswith(".onnx"):
         from insightgluon.export.onnx import read_metadata
 

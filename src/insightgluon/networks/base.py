@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_HEADS = {"y1": "GDC"}
 # The face size a network was made for, where it is not 112x112 (filled in by its family module).
 IMAGE_SIZES: Dict[str, Tuple[int, int]] = {}
+# Networks that take their face size only (a Vision Transformer's position embedding fixes it).
+FIXED_INPUT: set = set()
 
 
 def default_head(name: str) -> str:

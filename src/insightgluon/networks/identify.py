@@ -13,7 +13,7 @@ import logging
 from typing import Dict, Iterator, Optional, Tuple
 
 from insightgluon.errors import ConfigError, InsightGluonError
-from insightgluon.networks.base import NETWORKS, get_network, network_names
+from insightgluon.networks.base import FIXED_INPUT, NETWORKS, default_image_size, get_network, network_names
 from insightgluon.networks.legacy import CLASSIFIER_PREFIXES, match_variant
 from insightgluon.nn import HEADS
 
@@ -43,7 +43,8 @@ def _shapes(net, image_hw) -> Dict[str, Tuple[int, ...]]:
 
 
 def _emb_size(shapes: Dict[str, Tuple[int, ...]]) -> Optional[int]:
-    for name in ("fc1_gamma", "fc1_weight", "pre_fc1_weight", "fc1_bias"):
+    for name in ("fc1_gamma", "fc1_weight", "pre_fc1_weight", "fc1_bias",
+                 "features_gamma", "features_layers_3_gamma", "feature_3_gamma"):  # (arcface_torch's)
         if name in shapes and shapes[name]:
             return int(shapes[name][0])
     return None
@@ -148,8 +149,14 @@ def identify_network(saved: Dict, image_hw: Optional[Tuple[int, int]] = None
     for name, converted in _candidates(saved):
         shapes = {k: _shape(v) for k, v in converted.items()}
         emb_size = _emb_size(shapes) or 512  # heads without a dense layer (A, AX, Z) ignore it
+        read = _options_read(name)
+        tried = set()
         for options in _option_grid(set(shapes)):
-            options = dict(options, emb_size=emb_size)
+            # only the options this family reads: arcface_torch's read none of the grid's
+            options = dict({k: v for k, v in options.items() if k in read}, emb_size=emb_size)
+            if tuple(sorted(options.items(), key=str)) in tried:
+                continue
+            tried.add(tuple(sorted(options.items(), key=str)))
             try:
                 net = get_network(name, **options)
             except ConfigError:
@@ -159,10 +166,10 @@ def identify_network(saved: Dict, image_hw: Optional[Tuple[int, int]] = None
             if set(renamed) != ours:
                 continue
             multiplier = _multiplier(name, options, renamed)
-            if multiplier != 1.0:
+            if multiplier != 1.0 and "version_multiplier" in read:
                 options = dict(options, version_multiplier=multiplier)
                 net = get_network(name, **options)
-            for size in sizes:
+            for size in (sizes if name not in FIXED_INPUT else (default_image_size(name),)):
                 try:
                     ours_shapes = _shapes(net, size)
                 except Exception:  # noqa: BLE001 -- MXNet refuses this input size for this network
@@ -170,6 +177,13 @@ def identify_network(saved: Dict, image_hw: Optional[Tuple[int, int]] = None
                 if all(ours_shapes.get(k) == v for k, v in renamed.items()):
                     return name, {k: v for k, v in options.items() if DEFAULTS.get(k) != v}, size
     return None
+
+
+def _options_read(name: str) -> set:
+    """The ``get_network`` options the family of ``name`` reads (its constructor's parameters)."""
+    import inspect
+
+    return set(inspect.signature(type(get_network(name)).__init__).parameters)
 
 
 def _multiplier(name: str, options: Dict, saved: Dict[str, Tuple[int, ...]]) -> float:

@@ -17,7 +17,7 @@ same embedding (its ``mask_token``, used by the masking alone, is not carried ov
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from insightgluon.networks.base import NETWORKS
+from insightgluon.networks.base import FIXED_INPUT, NETWORKS
 from insightgluon.networks.iresnet import EMBEDDING, TORCH_BN_EPS, TORCH_PIXEL_SCALE, torch_bn
 from insightgluon.nn import Conv, Dense, Flatten, InputNorm, LegacyNamed, Sequence, ToFloat32, pin_float32
 
@@ -158,6 +158,7 @@ def _register(name):
     @NETWORKS.register(name)
     def build(**options):
         return VisionTransformer(*VIT_SPECS[name], **options)
+    FIXED_INPUT.add(name)
     dim, depth, heads = VIT_SPECS[name]
     build.__doc__ = f"arcface_torch {name}: width {dim}, {depth} blocks, {heads} heads, 9x9 patches."
     return build

@@ -17,13 +17,22 @@ logger = logging.getLogger(__name__)
 _INIT_BY_FAMILY = {"r": ("gaussian", "out"), "y": ("gaussian", "out"), "i": ("gaussian", "in"),
                    "x": ("gaussian", "in")}
 _DEFAULT_INIT = ("uniform", "in")
+# arcface_torch's networks (their names begin like 2018 families'): fan-out Gaussian, as its
+# kaiming/normal initialisers of the convolutions scale by fan-out; ViT's Gaussian by fan-in.
+_INIT_BY_NETWORK = {**{f"iresnet{d}": ("gaussian", "out") for d in (18, 34, 50, 100, 200)},
+                    "mbf": ("gaussian", "out"), "mbf_large": ("gaussian", "out"),
+                    **{f"vit_{s}": ("gaussian", "in") for s in "tsbl"}}
 
 
 def legacy_initializer(network: str):
-    """``Xavier(rnd, factor, magnitude=2)`` as the 2018 script chose it for ``network``."""
+    """``Xavier(rnd, factor, magnitude=2)`` as the 2018 script chose it for ``network`` (and its
+    nearest for arcface_torch's networks)."""
     import mxnet as mx
 
-    rnd, factor = _INIT_BY_FAMILY.get(network[:1], _DEFAULT_INIT)
+    if network in _INIT_BY_NETWORK:
+        rnd, factor = _INIT_BY_NETWORK[network]
+    else:
+        rnd, factor = _INIT_BY_FAMILY.get(network[:1], _DEFAULT_INIT)
     return mx.init.Xavier(rnd_type=rnd, factor_type=factor, magnitude=2)
 
 
@@ -66,7 +75,7 @@ class TrainModel:
         self.net = get_network(cfg.network, emb_size=cfg.emb_size, version_se=cfg.version_se,
                                version_input=cfg.version_input, version_output=cfg.version_output,
                                version_unit=cfg.version_unit, version_act=cfg.version_act,
-                               version_multiplier=cfg.version_multiplier, bn_mom=cfg.bn_mom)
+                               version_multiplier=cfg.version_multiplier, bn_mom=cfg.bn_mom, dropout=cfg.dropout)
         # Low precision is set before the first pass: an fp32 inference pass would let oneDNN
         # reorder depthwise weights in place into a layout it cannot cast to bfloat16.
         set_compute_dtype(self.net, DTYPES[cfg.dtype])
@@ -134,11 +143,33 @@ class TrainModel:
         from insightgluon.model_io import checkpoint_paths, parse_model_spec
         from insightgluon.networks.legacy import declared_multipliers, legacy_arrays
 
+        if spec.lower().endswith((".pth", ".pt", ".onnx")):
+            self._load_converted(spec)
+            return
         (prefix, epoch), = parse_model_spec(spec)
         path = checkpoint_paths(prefix, epoch)[1]
         if not os.path.isfile(path):
             raise CheckpointError(f"{path}: --pretrained checkpoint not found")
         saved, variant = legacy_arrays(self.net, path)
+        self._set_matching(saved, path, variant)
+        params = self.net.collect_params()
+        names = set(params.keys())
+        for name, (lr_mult, wd_mult) in declared_multipliers(path, variant).items():
+            param = params[name] if name in names else None
+            if param is not None and (param.lr_mult, param.wd_mult) != (lr_mult, wd_mult):
+                logger.info("pretrained graph declares %s: lr_mult %g, wd_mult %g (network: %g, %g)",
+                            name, lr_mult, wd_mult, param.lr_mult, param.wd_mult)
+                param.lr_mult, param.wd_mult = lr_mult, wd_mult
+
+    def _load_converted(self, path: str) -> None:
+        """Start from an arcface_torch ``.pth`` or an InsightFace ONNX model of ``--network``."""
+        from insightgluon.convert.source import load_converted
+
+        converted = load_converted(path, self.cfg.network)
+        self._set_matching({name: param.data() for name, param in converted.net.collect_params().items()}, path)
+
+    def _set_matching(self, saved, path: str, variant=None) -> None:
+        """Set every parameter of the backbone and the head whose name and shape ``saved`` has."""
         loaded, fresh = 0, []
         for block in (self.net, self.head):
             for name, param in block.collect_params().items():
@@ -153,14 +184,6 @@ class TrainModel:
         logger.info("pretrained %s%s: loaded %d arrays; re-initialised %d (%s)", path,
                     f" (model-zoo variant {variant.name})" if variant else "", loaded, len(fresh),
                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
-        params = self.net.collect_params()
-        names = set(params.keys())
-        for name, (lr_mult, wd_mult) in declared_multipliers(path, variant).items():
-            param = params[name] if name in names else None
-            if param is not None and (param.lr_mult, param.wd_mult) != (lr_mult, wd_mult):
-                logger.info("pretrained graph declares %s: lr_mult %g, wd_mult %g (network: %g, %g)",
-                            name, lr_mult, wd_mult, param.lr_mult, param.wd_mult)
-                param.lr_mult, param.wd_mult = lr_mult, wd_mult
 
     def augment(self):
         """The sample augmentation, or None when every augmentation flag is off."""
