@@ -11,6 +11,8 @@ from insightgluon.nn import HEADS, NativePReLU, PReLU
 LEGACY_NAMES = {"r18", "r34", "r49", "r50", "r74", "r90", "r100", "r124", "r101", "r152", "r200",
                 "r269", "y1", "m1", "m2", "p68", "p92", "p107", "p131", "d121", "d161", "d169", "d201",
                 "i4", "n1", "x1", "s20", "s36", "s60", "s64", "s104"}
+ARCFACE_TORCH_NAMES = {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mbf", "mbf_large",
+                       "vit_t", "vit_s", "vit_b", "vit_l"}
 
 
 # The deepest graphs take several seconds each on one core even when thin.
@@ -34,7 +36,7 @@ def _run_both(net, x):
 
 
 def test_registry_has_every_legacy_name():
-    assert set(network_names()) == LEGACY_NAMES
+    assert set(network_names()) == LEGACY_NAMES | ARCFACE_TORCH_NAMES
 
 
 @pytest.mark.parametrize("name", WALK)
@@ -169,10 +171,13 @@ def test_cli_lists_and_summarises(capsys):
     from insightgluon.cli import main
 
     assert main(["networks", "--names-only"]) == 0
-    assert set(capsys.readouterr().out.split()) == LEGACY_NAMES
+    assert set(capsys.readouterr().out.split()) == LEGACY_NAMES | ARCFACE_TORCH_NAMES
     assert main(["networks"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert set(rows) == LEGACY_NAMES
+    assert set(rows) == LEGACY_NAMES | ARCFACE_TORCH_NAMES
+    # arcface_torch's table: r100 24.2 GFLOPs (its iresnet100 is our r100's graph); ViT-T 1.5 G multiply-adds
+    assert rows["iresnet100"].split()[2] == "65.23" and rows["iresnet100"].split()[3].startswith("24179")
+    assert rows["vit_t"].split()[2] == "19.14" and rows["vit_t"].split()[3].startswith("3010")
     assert "112x96" in rows["s20"] and "SphereNet-20" in rows["s20"] and "112x112" in rows["x1"]
     assert rows["r100"].split()[2] == "65.23" and rows["r100"].split()[3].startswith("24179")
     assert main(["networks", "y1", "--emb-size", "128"]) == 0

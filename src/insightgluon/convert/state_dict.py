@@ -140,14 +140,21 @@ def embedding_width(state: Dict[str, np.ndarray], network: str) -> int:
 
 
 def identify_torch_network(state: Dict[str, np.ndarray]) -> Optional[str]:
-    """The arcface_torch network whose parameter names are exactly the file's, or None."""
+    """The arcface_torch network whose parameter names and shapes are exactly the file's, or None.
+
+    Names tell the family and depth; shapes tell members of equal depth apart (``vit_t`` and
+    ``vit_s`` differ in width only).
+    """
     from insightgluon.networks.base import get_network
 
     keys = {k for k in state if k.rpartition(".")[2] not in SKIPPED_LEAVES}
     for network in torch_networks():
-        ours = set(get_network(network).collect_params().keys())
-        skipped = set(_unused_keys(network))
-        names = {our_name(k, ours) for k in keys - skipped}
-        if names == ours:
+        net = get_network(network)
+        ours = set(net.collect_params().keys())
+        named = {k: our_name(k, ours) for k in keys - set(_unused_keys(network))}
+        if set(named.values()) != ours:
+            continue
+        shapes = network_shapes(get_network(network, emb_size=embedding_width(state, network)))
+        if all(tuple(state[k].shape) == shapes[name] for k, name in named.items()):
             return network
     return None

@@ -53,8 +53,8 @@ def summarize(name: str, image_size=None, **options) -> Summary:
         out = shape_of.get(f"{node['name']}_output")
         if node["op"] == "batch_dot":  # attention: (..., M, K) x (..., K, P) per image
             source, index = node["inputs"][0][:2]
-            name = nodes[source]["name"]
-            inner = shape_of.get(f"{name}_output", shape_of.get(f"{name}_output{index}", shape_of.get(name)))
+            left = nodes[source]["name"]
+            inner = shape_of.get(f"{left}_output", shape_of.get(f"{left}_output{index}", shape_of.get(left)))
             transposed = node.get("attrs", {}).get("transpose_a", "False") == "True"
             macs += _size(out[1:]) * int(inner[-2] if transposed else inner[-1])
             continue
