@@ -182,3 +182,40 @@ def test_fine_tuning_from_a_pth(tmp_path, caplog):
         assert run_tool("train", ["--network", "iresnet18", "--pretrained", source, "--max-steps", "1",
                                   "--target", "", "--dry-run", "--prefix", str(tmp_path / "m")]) == 2
     assert "has no place in iresnet18" in caplog.text
+
+
+@pytest.mark.parametrize("network, dtype", [
+    ("mbf", "bf16"),
+    pytest.param("vit_t", "fp32", marks=pytest.mark.budget(
+        reason="19 M parameters with gradients, momentum, the training state and the exports", memory_gib=1.5))])
+def test_arcface_torch_families_train_and_export(tmp_path, network, dtype):
+    # through the training driver to a checkpoint Module binds, recognised as its zoo network, then ONNX
+    from _datautil import make_tiny_bin, make_tiny_dataset
+    from insightgluon.cli import main as cli_main
+    from insightgluon.cli.train import parse_config
+    from insightgluon.precision import BF16_CPU_FLAGS, cpu_flags
+    from insightgluon.train.loop import Session
+
+    if dtype == "bf16" and not set(BF16_CPU_FLAGS) & cpu_flags():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    data = make_tiny_dataset(tmp_path, num_ids=3, per_id=2, size=112, name="faces")
+    make_tiny_bin(os.path.join(data, "lfw.bin"), num_pairs=10, size=112)
+    prefix = str(tmp_path / network / "model")
+    cfg, _ = parse_config(["--network", network, "--loss-type", "4", "--data-dir", data, "--prefix", prefix,
+                           "--per-batch-size", "2", "--max-steps", "2", "--verbose", "2", "--ckpt", "2",
+                           "--data-workers", "0", "--tensorboard", "0", "--target", "lfw", "--lr", "0.01",
+                           "--emb-size", "16", "--dtype", dtype])
+    session = Session(cfg.resolve(env={}))
+    result = session.run()
+    assert result.steps == 2 and np.isfinite(result.last_loss)
+    images = seeded_images()
+    ours = session.model.net(mx.nd.array(images)).astype("float32").asnumpy()
+    del session
+    tolerance = 1e-4 if dtype == "fp32" else 2e-2  # the checkpoint's graph is float32
+    assert max_relative(module_embedding(prefix, 1, images), ours) < tolerance
+    out = str(tmp_path / f"{network}.onnx")
+    assert cli_main(["export", "--model", f"{prefix},1", "--output", out, "--engine", "zoo"]) == 0
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert props["insightgluon.network"].startswith(f"zoo network {network} ")
