@@ -80,6 +80,7 @@ def _cases(ws):
         "ijb --features": (["ijb", "--model", f"{model},1", "--data-root", str(r), "--features", b["x.bin"]],
                            b["x.bin"]),
         "ijb --roc": (["ijb", "--features", pairs, "--data-root", str(r), "--roc", b["x.png"]], b["x.png"]),
+        "convert": (["convert", str(r / "no-backbone.pth"), "--output", b["m"]], b["m"]),
         "face recognize": (["face", "recognize", photos, "--gallery", photos, "--model", f"{model},1",
                             "--threshold", "0.5", "--output", b["out"]], b["out"]),
     }
@@ -89,7 +90,7 @@ CASES = ["synth", "synth --preview", "align", "align --report", "align --lst", "
          "face2rec", "pack-bin", "inspect --dump", "inspect --unpack", "train", "demo", "verify --json",
          "verify --roc-dir", "export", "export --strip-fc7", "megaface gen", "megaface remove-noises",
          "megaface evaluate", "megaface devkit", "megaface identify", "ijb --features", "ijb --roc",
-         "face recognize"]
+         "convert", "face recognize"]
 
 
 @pytest.mark.parametrize("case", CASES)

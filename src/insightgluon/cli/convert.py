@@ -39,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.convert.source import (embed, load_converted, max_relative, module_embedding,
                                              onnx_embedding, write_checkpoint)
     from insightgluon.model_io import checkpoint_paths
+    from insightgluon.outputs import output_prefix
+
+    output_prefix(args.output, "--output")
 
     converted = load_converted(args.source, args.network)
     out = sys.stdout

@@ -79,7 +79,7 @@ def _attr(node, name, default=None):
     return default
 
 
-def _inputs(node, values, source) -> List[Optional[np.ndarray]]:
+def _inputs(node, values) -> List[Optional[np.ndarray]]:
     return [values.get(name) if name else None for name in node.input]
 
 
@@ -116,7 +116,7 @@ def map_onnx(path: str, network: str, net, bn_eps: float) -> Dict[str, np.ndarra
     for node in model.graph.node:
         if node.op_type not in WEIGHTED_OPS:
             continue
-        arrays = _inputs(node, values, path)
+        arrays = _inputs(node, values)
         if node.op_type == "MatMul" and arrays[1] is None:
             continue  # two computed operands (attention): no weights
         if any(a is not None for a in arrays[:1]):

@@ -29,15 +29,6 @@ class Converted(NamedTuple):
     net: object
     source: str
 
-    @property
-    def options(self) -> Dict:
-        return {"emb_size": self.emb_size}
-
-
-def is_foreign_model(path: str) -> bool:
-    """Whether ``path`` names a model :func:`load_converted` reads (``.pth``, ``.pt``)."""
-    return str(path).lower().endswith(TORCH_SUFFIXES)
-
 
 def load_converted(path: str, network: Optional[str] = None) -> Converted:
     """Read ``path`` (``.pth``/``.pt`` or ``.onnx``) into zoo network ``network``.

@@ -135,7 +135,8 @@ class VisionTransformer(HybridBlock):
         with self.name_scope():
             self.norm_input = InputNorm(scale=TORCH_PIXEL_SCALE)
             self.patches = Conv("patch_embed_proj", dim, PATCH, PATCH, 0, use_bias=True)
-            self.pos_embed = self.params.get("pos_embed", shape=(1, TOKENS, dim), init="zeros")
+            # arcface_torch draws it from a normal of std 0.02 (truncated at 2 std)
+            self.pos_embed = self.params.get("pos_embed", shape=(1, TOKENS, dim), init=mx.init.Normal(0.02))
             self.blocks = Sequence([Block(f"blocks_{i}", dim, heads) for i in range(depth)])
             self.head = Sequence([
                 LayerNorm("norm"), Flatten("feature_flatten"),
