@@ -118,10 +118,10 @@ def test_cpu_batch_default_leaves_a_chosen_batch_alone(tmp_path):
 
 
 def test_dist_workers_get_the_default_data(tiny_default, monkeypatch):
-    import insightgluon.train.distributed as dist
+    import insightgluon.train.launcher as launcher
 
     seen = {}
-    monkeypatch.setattr(dist, "launch_local", lambda n, argv, num_servers=1: seen.setdefault("argv", argv) and 0)
+    monkeypatch.setattr(launcher, "launch", lambda n, argv, **options: seen.setdefault("argv", argv) and 0)
     assert cli_main(["train", *SMALL_RUN, "--launch-dist", "2"]) == 0
     argv = seen["argv"]
     assert argv[argv.index("--data-dir") + 1] == str(tiny_default) and "--launch-dist" not in argv

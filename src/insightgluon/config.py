@@ -160,6 +160,7 @@ class TrainConfig:
     global_batch: Optional[int] = derived()
     lr_step_list: Optional[Tuple[int, ...]] = derived()
     targets: Optional[Tuple[str, ...]] = derived()
+    progress_beacon: bool = derived(False)  # a dist launcher watches this worker (INSIGHTGLUON_PROGRESS=1)
     resolved: bool = derived(False)
 
     # ------------------------------------------------------------------
@@ -225,7 +226,9 @@ class TrainConfig:
             version_output=self.version_output or default_head(self.network),
             image_hw=image_hw, contexts=contexts, num_workers=workers, global_batch=global_batch,
             lr_step_list=resolve_lr_steps(self.lr_steps, loss, global_batch),
-            targets=tuple(t for t in self.target.split(",") if t), resolved=True)
+            targets=tuple(t for t in self.target.split(",") if t),
+            progress_beacon=env.get("INSIGHTGLUON_PROGRESS") == "1" and self.kvstore.startswith("dist"),
+            resolved=True)
 
     def _validate(self) -> None:
         positive = ("per_batch_size", "verbose", "frequent", "emb_size", "end_epoch", "val_batch_size")

@@ -48,9 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(flag, **kwargs)
     dist = groups[TrainConfig.__dataclass_fields__["kvstore"].metadata["group"]]
     dist.add_argument("--launch-dist", type=int, default=0, metavar="N",
-                      help="start a scheduler, --num-servers servers and N dist_sync workers on this "
-                           "machine (loopback) running these flags")
+                      help="start a scheduler, --num-servers servers and N dist_sync workers running these "
+                           "flags: on this machine (loopback), or over ssh on the hosts of --hosts")
     dist.add_argument("--num-servers", type=int, default=1, metavar="N", help="servers for --launch-dist")
+    dist.add_argument("--hosts", default="", metavar="HOSTFILE",
+                      help="one host per line ('HOST', 'user@HOST', 'HOST slots=N'): the scheduler on the first, "
+                           "servers and workers round-robin; the same Python, folder and data path on each")
+    dist.add_argument("--ssh-command", default="", metavar="CMD",
+                      help="ssh as the launcher runs it (default: ssh in batch mode with 5 s keep-alives); "
+                           "e.g. 'ssh -i key -p 2222'")
+    dist.add_argument("--dist-timeout", type=float, default=0.0, metavar="SECONDS",
+                      help="stop the job when no worker finishes a batch for this long (0: only lost processes "
+                           "and hosts stop it)")
     return parser
 
 
@@ -130,6 +139,10 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, arg
     return TrainConfig(**values), args
 
 
+# Flags of the launcher itself, not passed on to the workers.
+LAUNCHER_FLAGS = ("--launch-dist", "--num-servers", "--hosts", "--ssh-command", "--dist-timeout")
+
+
 def _worker_argv(argv: Sequence[str]) -> List[str]:
     """The command line for dist workers: without the launcher flags, with a dist kvstore."""
     out, skip = [], False
@@ -137,10 +150,10 @@ def _worker_argv(argv: Sequence[str]) -> List[str]:
         if skip:
             skip = False
             continue
-        if token in ("--launch-dist", "--num-servers"):
+        if token in LAUNCHER_FLAGS:
             skip = True
             continue
-        if token.startswith(("--launch-dist=", "--num-servers=")):
+        if token.startswith(tuple(f"{flag}=" for flag in LAUNCHER_FLAGS)):
             continue
         out.append(token)
     return out
@@ -227,13 +240,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         output_prefix(cfg.prefix)
     given_data = bool(cfg.data_dir)
     cfg = with_data(cfg)
+    if args.hosts and not args.launch_dist:
+        raise ConfigError("--hosts: say how many workers to start with --launch-dist N")
     if args.launch_dist:
-        from insightgluon.train.distributed import launch_local
+        import shlex
 
+        from insightgluon.train import launcher
+
+        hosts = launcher.read_hostfile(args.hosts) if args.hosts else None
         worker_argv = _worker_argv(argv) + ([] if given_data else ["--data-dir", cfg.data_dir])
         if not cfg.kvstore.startswith("dist"):
             worker_argv += ["--kvstore", "dist_sync"]
-        return launch_local(args.launch_dist, worker_argv, num_servers=args.num_servers)
+        return launcher.launch(args.launch_dist, worker_argv, num_servers=args.num_servers, hosts=hosts,
+                               ssh=shlex.split(args.ssh_command) if args.ssh_command else None,
+                               progress_timeout=args.dist_timeout)
     cfg = cfg.resolve(env=env)
     logger.info("%s", _describe_devices(cfg))
     from insightgluon.train import train

@@ -1,4 +1,4 @@
-"""Devices, kvstores and the local ``dist_sync`` launcher.
+"""Devices, kvstores and the ``DMLC_*`` environment of a ``dist_sync`` job.
 
 Data parallelism has two levels. Inside one process the global batch is split
 over a context list (``--gpus 0,1``, ``CUDA_VISIBLE_DEVICES`` or ``--ctx cpu:2``)
@@ -8,15 +8,14 @@ every worker reads its slice of each global batch (by ``kv.rank``), so N workers
 compute exactly what one process with N times the devices would.
 
 The parameter server needs a scheduler and server processes; they are plain
-``import mxnet`` runs with ``DMLC_ROLE`` set. :func:`launch_local` starts them
-and the workers on one machine (``insightgluon train --launch-dist N ...``).
+``import mxnet`` runs with ``DMLC_ROLE`` set. :mod:`insightgluon.train.launcher` starts them
+and the workers, on one machine or on the hosts of a host file
+(``insightgluon train --launch-dist N [--hosts FILE] ...``).
 """
 import logging
 import os
 import re
 import socket
-import subprocess
-import sys
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from insightgluon.errors import ConfigError
@@ -119,45 +118,3 @@ def worker_threads(num_workers: int, env: Mapping[str, str]) -> int:
     except ValueError:
         raise ConfigError(f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']!r} is not a number") from None
     return max(1, (budget or os.cpu_count() or 1) // num_workers)
-
-
-def launch_local(num_workers: int, worker_argv: Sequence[str], num_servers: int = 1,
-                 port: int = 0, timeout: Optional[float] = None) -> int:
-    """Run a ``dist_sync`` training on this machine: scheduler, servers and workers.
-
-    Parameters
-    ----------
-    num_workers : int
-        Worker processes, each running ``insightgluon train WORKER_ARGV``.
-    worker_argv : list of str
-        Training flags for the workers (must select a ``dist_*`` kvstore).
-    num_servers : int
-        Parameter-server processes.
-
-    Returns
-    -------
-    int
-        0 when every worker succeeded, else the first non-zero exit code.
-    """
-    if num_workers <= 0 or num_servers <= 0:
-        raise ConfigError("--launch-dist needs at least one worker and one server")
-    base = dict(os.environ, **dist_env(num_workers, num_servers, port or free_port()))
-    base["OMP_NUM_THREADS"] = str(worker_threads(num_workers, os.environ))
-    server_cmd = [sys.executable, "-c", "import mxnet"]
-    procs = [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="scheduler"))]
-    procs += [subprocess.Popen(server_cmd, env=dict(base, DMLC_ROLE="server")) for _ in range(num_servers)]
-    worker_cmd = [sys.executable, "-m", "insightgluon", "train", *worker_argv]
-    workers = [subprocess.Popen(worker_cmd, env=dict(base, DMLC_ROLE="worker")) for _ in range(num_workers)]
-    logger.info("launched scheduler, %d server(s) and %d worker(s) on port %s",
-                num_servers, num_workers, base["DMLC_PS_ROOT_PORT"])
-    codes = []
-    try:
-        codes = [w.wait(timeout=timeout) for w in workers]
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs + workers:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return next((c for c in codes if c), 0)

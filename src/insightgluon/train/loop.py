@@ -179,6 +179,11 @@ class Session:
         loss, acc, ce = self.model.step(images, labels, lr, mbatch, want_ce)
         check_finite(loss, mbatch, self.last_good_state)
         self.step = mbatch
+        if cfg.progress_beacon:  # the launcher's record of how far this worker got (kept out of its log)
+            from insightgluon.train.launcher import BEACON
+
+            sys.stderr.write(f"{BEACON} rank={self.rank} batch={mbatch}\n")
+            sys.stderr.flush()
         batch_in_epoch = first // cfg.global_batch + 1
         result.steps, result.epoch, result.last_loss = mbatch, epoch, loss
         stats = speed.update(mbatch, epoch, batch_in_epoch, loss, acc, lr)
