@@ -213,7 +213,7 @@ def test_a_lost_process_stops_the_job_and_resume_is_exact(cluster, data, referen
     assert 4 <= saved < STEPS
     resumed = _launch(cluster, data, prefix, "--max-steps", str(STEPS), "--resume")
     assert resumed.finish() == 0, "".join(resumed.lines[-30:])
-    assert any(f"resumed from" in line and f"at batch {saved}" in line for line in resumed.lines)
+    assert any("resumed from" in line and f"at batch {saved}" in line for line in resumed.lines)
     ref, _ = _params(reference)
     got, meta = _params(prefix)
     assert meta["step"] == STEPS
