@@ -58,6 +58,18 @@ def network_units(shapes: Dict[str, Tuple[int, ...]]) -> List[Unit]:
     return units
 
 
+def _load(path: str):
+    """The ONNX model of ``path``; a missing or damaged file is one line."""
+    import onnx
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return onnx.load(path)
+    except Exception as err:  # noqa: BLE001 -- protobuf raises several kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+
+
 def _constants(model) -> Dict[str, np.ndarray]:
     from onnx import numpy_helper
 
@@ -100,16 +112,9 @@ def map_onnx(path: str, network: str, net, bn_eps: float) -> Dict[str, np.ndarra
     ``bn_eps`` is the network's BatchNorm epsilon: a graph BatchNorm with another epsilon has its
     variance shifted so ``sqrt(var + eps)`` is unchanged.
     """
-    import onnx
-
     from insightgluon.convert.state_dict import network_shapes
 
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        model = onnx.load(path)
-    except Exception as err:  # noqa: BLE001 -- protobuf raises several kinds for a damaged file
-        raise CheckpointError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+    model = _load(path)
     values = _constants(model)
     units = network_units(network_shapes(net))
     params: Dict[str, np.ndarray] = {}
@@ -207,14 +212,7 @@ def _fill(node, arrays, units, params, path, network, eps) -> None:
 def onnx_embedding_width(path: str) -> int:
     """The embedding width of an ONNX recognition model: its output's last dimension, else the
     width of its last dense layer or BatchNorm."""
-    import onnx
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        model = onnx.load(path)
-    except Exception as err:  # noqa: BLE001 -- protobuf raises several kinds for a damaged file
-        raise CheckpointError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
+    model = _load(path)
     dims = model.graph.output[0].type.tensor_type.shape.dim if model.graph.output else []
     if dims and dims[-1].dim_value > 0:
         return int(dims[-1].dim_value)

@@ -39,22 +39,9 @@ VIT_SPECS = {
 }
 
 
-class TokenDense(LegacyNamed):
+def token_dense(name, units, use_bias=True):
     """``nn.Linear`` on every token: (N, L, in) -> (N, L, units), ``<name>_weight`` (units, in)."""
-
-    def __init__(self, name, units, use_bias=True):
-        super().__init__(name)
-        self._kwargs = dict(num_hidden=units, no_bias=not use_bias, flatten=False)
-        self.weight = self.params.get("weight", shape=(units, 0), allow_deferred_init=True)
-        self.bias = self.params.get("bias", shape=(units,), init="zeros",
-                                    allow_deferred_init=True) if use_bias else None
-
-    def hybrid_forward(self, F, x, weight, bias=None):
-        x, weight, bias = self._low(F, x, weight, bias)
-        with self._raw_names():
-            if bias is None:
-                return F.FullyConnected(x, weight, name=self.op_name, **self._kwargs)
-            return F.FullyConnected(x, weight, bias, name=self.op_name, **self._kwargs)
+    return Dense(name, units, use_bias=use_bias, flatten=False)
 
 
 class LayerNorm(LegacyNamed):
@@ -80,9 +67,9 @@ class Attention(HybridBlock):
         super().__init__(prefix="")
         self.op_name, self.heads, self.scale = name, heads, (dim // heads) ** -0.5
         with self.name_scope():
-            self.qkv = TokenDense(f"{name}_qkv", 3 * dim, use_bias=False)
+            self.qkv = token_dense(f"{name}_qkv", 3 * dim, use_bias=False)
             self.to_float32 = ToFloat32(f"{name}_float32")
-            self.proj = TokenDense(f"{name}_proj", dim)
+            self.proj = token_dense(f"{name}_proj", dim)
             self.out_float32 = ToFloat32(f"{name}_out_float32")
 
     def hybrid_forward(self, F, x):
@@ -109,8 +96,8 @@ class Block(HybridBlock):
             self.norm1 = LayerNorm(f"{name}_norm1")
             self.attn = Attention(f"{name}_attn", dim, heads)
             self.norm2 = LayerNorm(f"{name}_norm2")
-            self.fc1 = TokenDense(f"{name}_mlp_fc1", MLP_RATIO * dim)
-            self.fc2 = TokenDense(f"{name}_mlp_fc2", dim)
+            self.fc1 = token_dense(f"{name}_mlp_fc1", MLP_RATIO * dim)
+            self.fc2 = token_dense(f"{name}_mlp_fc2", dim)
             self.out_float32 = ToFloat32(f"{name}_mlp_float32")
 
     def hybrid_forward(self, F, x):

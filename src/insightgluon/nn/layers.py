@@ -198,11 +198,12 @@ class BatchNorm(LegacyNamed):
 
 
 class Dense(LegacyNamed):
-    """FullyConnected ``<name>_weight`` (units, in) and ``<name>_bias``; flattens its input."""
+    """FullyConnected ``<name>_weight`` (units, in) and ``<name>_bias``; flattens its input, or with
+    ``flatten=False`` applies to the last axis ((N, L, in) -> (N, L, units), a transformer's tokens)."""
 
-    def __init__(self, name, units, use_bias=True, in_units=0):
+    def __init__(self, name, units, use_bias=True, in_units=0, flatten=True):
         super().__init__(name)
-        self._kwargs = dict(num_hidden=units, no_bias=not use_bias, flatten=True)
+        self._kwargs = dict(num_hidden=units, no_bias=not use_bias, flatten=flatten)
         self.weight = self.params.get("weight", shape=(units, in_units), allow_deferred_init=True)
         self.bias = self.params.get("bias", shape=(units,), init="zeros",
                                     allow_deferred_init=True) if use_bias else None
