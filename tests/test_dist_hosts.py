@@ -105,6 +105,14 @@ def test_hostfile_lines_and_placement(tmp_path):
         "job stopped")
 
 
+def test_hosts_needs_a_worker_count(tmp_path, caplog):
+    from insightgluon.cli import main as cli_main
+
+    (tmp_path / "hosts").write_text("10.0.0.1\n")
+    assert cli_main(["train", "--hosts", str(tmp_path / "hosts"), "--prefix", str(tmp_path / "m")]) == 2
+    assert "--hosts: say how many workers to start with --launch-dist N" in caplog.text
+
+
 def test_the_guard_ends_its_process_group_when_its_input_closes(tmp_path):
     marker = tmp_path / "grandchild.pid"
     script = f"import os, subprocess, time; p = subprocess.Popen(['sleep', '300']); " \

@@ -234,14 +234,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg, args = parse_config(argv)
+    if args.hosts and not args.launch_dist:
+        raise ConfigError("--hosts: say how many workers to start with --launch-dist N")
     env = check_devices(cfg)
     cfg = cpu_defaults(cfg, args.chosen, env)
     if not cfg.dry_run:
         output_prefix(cfg.prefix)
     given_data = bool(cfg.data_dir)
     cfg = with_data(cfg)
-    if args.hosts and not args.launch_dist:
-        raise ConfigError("--hosts: say how many workers to start with --launch-dist N")
     if args.launch_dist:
         import shlex
 

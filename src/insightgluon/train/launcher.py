@@ -41,6 +41,8 @@ _BEACON_RE = re.compile(re.escape(BEACON) + r" rank=(\d+) batch=(\d+)")
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                "-o", "ConnectTimeout=10")
 POLL = 0.2
+# ssh's own exit status when it fails (no connection, authentication refused, keep-alive timeout).
+SSH_FAILED = 255
 # Seconds scheduler and servers have to exit by themselves once every worker has finished.
 FINISH_GRACE = 30.0
 # Seconds the guards have to end their processes once the job is stopped.
@@ -140,6 +142,8 @@ def describe_exit(code: int) -> str:
     """A process's exit as words: ``exit status 1``, ``killed by SIGKILL``."""
     import signal
 
+    if code == SSH_FAILED:
+        return "exit status 255: ssh could not reach the host, or the connection dropped"
     if code > 128 and code - 128 in signal.valid_signals():
         return f"killed by {signal.Signals(code - 128).name}"
     if code < 0:
@@ -167,7 +171,7 @@ class Job:
     """
 
     def __init__(self, roles: Sequence[Role], worker_argv: Sequence[str], env: Mapping[str, str],
-                 ssh: Sequence[str] = ("ssh",) + SSH_OPTIONS, sink: Callable[[str], None] = None,
+                 ssh: Sequence[str] = ("ssh",) + SSH_OPTIONS, sink: Optional[Callable[[str], None]] = None,
                  progress_timeout: float = 0.0, local_env: Optional[Mapping[str, str]] = None):
         self.roles, self.worker_argv, self.env, self.ssh = list(roles), list(worker_argv), dict(env), list(ssh)
         self.sink = sink or (lambda line: sys.stderr.write(line + "\n"))
