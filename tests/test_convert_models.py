@@ -97,6 +97,20 @@ def test_an_onnx_graph_with_folded_batchnorms_converts(tmp_path):
         load_converted(path, "iresnet34")
     with pytest.raises(CheckpointError, match=r"ONNX conversion maps iresnet\*, mbf\* graphs"):
         load_converted(path, "vit_t")
+    # any other graph: one line, and it still runs as it is through the ONNX engines
+    from onnx import TensorProto, helper, numpy_helper
+
+    other = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])], "other",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 110, 110])],
+        [numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")]))
+    import onnx
+
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    with pytest.raises(CheckpointError, match=r"other.onnx: the graph is none of iresnet18, .*mbf_large \(it still "
+                                              r"runs as it is with --engine onnxruntime or openvino\)"):
+        load_converted(str(tmp_path / "other.onnx"))
 
 
 def test_a_wrong_network_names_the_first_parameter_that_differs(tmp_path):
@@ -219,3 +233,8 @@ def test_arcface_torch_families_train_and_export(tmp_path, network, dtype):
 
     props = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert props["insightgluon.network"].startswith(f"zoo network {network} ")
+    from insightface.model_zoo import get_model
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+    model = get_model(out, providers=["CPUExecutionProvider"])  # the insightface package takes it, raw pixels in
+    assert isinstance(model, ArcFaceONNX) and (model.input_mean, model.input_std) == (0.0, 1.0)
