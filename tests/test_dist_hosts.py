@@ -227,3 +227,17 @@ def test_a_lost_process_stops_the_job_and_resume_is_exact(cluster, data, referen
     assert meta["step"] == STEPS
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_killed_launcher_leaves_no_process(data, tmp_path):
+    # Slurm cancelling the job, or kill -9: the guards see their input close and end their processes
+    job = Launched(["--data-dir", data, *TINY, "--prefix", str(tmp_path / "m"), "--max-steps", "100000",
+                    "--launch-dist", "2"])
+    job.wait_for(lambda lines: _batches_done("worker 1")(lines) >= 2)
+    port = job.port
+    assert len(job_processes(port)) >= 8  # scheduler, server, two workers, each behind its guard
+    job.proc.kill()
+    deadline = time.monotonic() + BOUND
+    while job_processes(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job_processes(port) == []
