@@ -238,3 +238,20 @@ def test_arcface_torch_families_train_and_export(tmp_path, network, dtype):
 
     model = get_model(out, providers=["CPUExecutionProvider"])  # the insightface package takes it, raw pixels in
     assert isinstance(model, ArcFaceONNX) and (model.input_mean, model.input_std) == (0.0, 1.0)
+
+
+def test_export_takes_a_pth(tmp_path):
+    import onnx
+
+    from insightgluon.cli import main as cli_main
+
+    source = seeded_pth(tmp_path / "backbone.pth", "mbf")
+    out = str(tmp_path / "mbf.onnx")
+    assert cli_main(["export", "--model", source, "--output", out]) == 0
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert props["insightgluon.source"] == source and props["insightgluon.network"].startswith("zoo network mbf ")
+    images = seeded_images()
+    from insightgluon.engines import load_embedding_model
+
+    model = load_embedding_model(out, engine="onnxruntime")
+    assert max_relative(model.block(images), np.load(EXPECTED)["mbf"]) < 1e-5

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="insightgluon export",
         description="Export a checkpoint's embedding to ONNX (onnxruntime and insightface "
                     "accept it as is) or to an OpenVINO IR, or strip fc7 from a training checkpoint.")
-    parser.add_argument("--model", required=True, help="checkpoint as prefix,epoch")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint as prefix,epoch, or an arcface_torch backbone.pth (converted first)")
     parser.add_argument("--layer", default="fc1", help="embedding layer (default: fc1)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--output", help="file to write: model.onnx, or model.xml for an OpenVINO IR")
@@ -67,6 +68,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.model_io import load_symbol_block, parse_model_spec
 
     args = build_parser().parse_args(argv)
+    if args.model.lower().endswith((".pth", ".pt")) and not args.strip_fc7:
+        output_file(args.output, "--output")
+        return _export_converted(args, parse_image_size(args.image_size))
     models = parse_model_spec(args.model)
     if len(models) != 1:
         raise ConfigError(f"--model '{args.model}': export takes one prefix,epoch")
@@ -98,7 +102,22 @@ def _format(args) -> str:
     return by_name
 
 
-def _export(args, prefix: str, epoch: int, image_hw) -> int:
+def _export_converted(args, image_hw) -> int:
+    """Export an arcface_torch state dict: converted (as ``insightgluon convert``) into a temporary
+    checkpoint, exported from there; the metadata names the ``.pth``."""
+    import os
+    import tempfile
+
+    from insightgluon.convert.source import load_converted, write_checkpoint
+
+    converted = load_converted(args.model)
+    with tempfile.TemporaryDirectory(prefix="insightgluon-convert-") as folder:
+        prefix = os.path.join(folder, converted.network)
+        write_checkpoint(converted, prefix)
+        return _export(args, prefix, 0, image_hw, made_from=os.path.abspath(args.model))
+
+
+def _export(args, prefix: str, epoch: int, image_hw, made_from: str = "") -> int:
     import tempfile
 
     from insightgluon.engines import ENGINES, Settings, model_source
@@ -110,6 +129,8 @@ def _export(args, prefix: str, epoch: int, image_hw) -> int:
         source, Settings(image_hw=image_hw, fast_prelu=False))
     logger.info("%s,%d: exporting %s", prefix, epoch, model.describe())
     values = _calibrate(args, model.block, image_hw)
+    if made_from:
+        values["source"] = made_from
     if fmt == "onnx":
         tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
         report = export_embedding(model, prefix, epoch, args.output, args.layer, image_hw, metadata=values,

@@ -249,7 +249,7 @@ def export_embedding(model, prefix: str, epoch: int, output: str, layer: str = "
     image_hw : (int, int), optional
         Input size (default ``model.image_hw``).
     metadata, tolerance
-        As :func:`export_onnx`.
+        As :func:`export_onnx` (a ``source`` in ``metadata`` names what the checkpoint was made from).
     fast_prelu : bool
         Export a saved graph's native PReLU layers in the fast form (as a zoo network's are):
         onnxruntime runs it faster than its ``PRelu`` (``bench/onnx_prelu.py``).
@@ -266,7 +266,7 @@ def export_embedding(model, prefix: str, epoch: int, output: str, layer: str = "
         model.block.hybridize()
         model.block(mx.nd.zeros((1, 3) + image_hw))
         model.block.export(zoo_prefix, epoch=0)
-        values = dict(metadata or {}, source=f"{os.path.abspath(prefix)},{epoch}", network=model.describe())
+        values = {"source": f"{os.path.abspath(prefix)},{epoch}", **(metadata or {}), "network": model.describe()}
         return export_onnx(zoo_prefix, 0, output, "fc1", image_hw, metadata=values, tolerance=tolerance)
 
 
