@@ -15,12 +15,12 @@ import pytest
 
 from _seeded import seeded_images, seeded_state_dict
 from _torchfile import write_pth
-from insightgluon.convert.source import (embed, load_converted, max_relative, module_embedding, onnx_embedding,
-                                         write_checkpoint)
-from insightgluon.convert.state_dict import (identify_torch_network, map_state_dict, network_shapes, our_name,
-                                             torch_key, torch_networks)
+from insightgluon.convert.source import embed, load_converted, module_embedding, onnx_embedding, write_checkpoint
+from insightgluon.convert.state_dict import identify_torch_network, map_state_dict, our_name, torch_key, torch_networks
 from insightgluon.errors import CheckpointError
 from insightgluon.networks import get_network
+from insightgluon.networks.identify import parameter_shapes
+from insightgluon.parity import max_relative
 
 HERE = os.path.dirname(__file__)
 EXPECTED = os.path.join(HERE, "data", "arcface_torch", "expected.npz")
@@ -30,7 +30,7 @@ TORCH_NETWORKS = ["iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet2
 
 def torch_shapes(network, **options):
     """The state-dict keys and shapes arcface_torch's model of ``network`` has (BatchNorm counters too)."""
-    shapes = {torch_key(k): v for k, v in network_shapes(get_network(network, **options)).items()}
+    shapes = {torch_key(k): v for k, v in parameter_shapes(get_network(network, **options)).items()}
     for key in [k for k in shapes if k.endswith(".running_var")]:
         shapes[key.replace("running_var", "num_batches_tracked")] = ()
     if network.startswith("vit"):
@@ -150,13 +150,11 @@ def test_the_convert_command(tmp_path):
 @pytest.mark.parametrize("engine", ["zoo", "graph", "onnxruntime", "openvino"])
 def test_a_pth_runs_on_every_engine(tmp_path, engine):
     from insightgluon.engines import load_embedding_model
+    from insightgluon.engines.base import run_block
 
     path = seeded_pth(tmp_path / "mbf.pth", "mbf")
-    images = seeded_images()
-    expected = np.load(EXPECTED)["mbf"]
     model = load_embedding_model(path, engine=engine)
-    out = model.block(images if getattr(model.block, "runs_on_host", False) else mx.nd.array(images))
-    assert max_relative(out if isinstance(out, np.ndarray) else out.asnumpy(), expected) < 1e-5
+    assert max_relative(run_block(model.block, seeded_images()), np.load(EXPECTED)["mbf"]) < 1e-5
     assert not any(name.startswith("insightgluon-convert-") for name in os.listdir(tmp_path))
 
 

@@ -36,10 +36,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    from insightgluon.convert.source import (embed, load_converted, max_relative, module_embedding,
-                                             onnx_embedding, write_checkpoint)
+    from insightgluon.convert.source import embed, load_converted, module_embedding, onnx_embedding, write_checkpoint
     from insightgluon.model_io import checkpoint_paths
     from insightgluon.outputs import output_prefix
+    from insightgluon.parity import max_relative
 
     output_prefix(args.output, "--output")
 

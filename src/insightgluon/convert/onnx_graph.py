@@ -112,11 +112,11 @@ def map_onnx(path: str, network: str, net, bn_eps: float) -> Dict[str, np.ndarra
     ``bn_eps`` is the network's BatchNorm epsilon: a graph BatchNorm with another epsilon has its
     variance shifted so ``sqrt(var + eps)`` is unchanged.
     """
-    from insightgluon.convert.state_dict import network_shapes
+    from insightgluon.networks.identify import parameter_shapes
 
     model = _load(path)
     values = _constants(model)
-    units = network_units(network_shapes(net))
+    units = network_units(parameter_shapes(net))
     params: Dict[str, np.ndarray] = {}
     for node in model.graph.node:
         if node.op_type not in WEIGHTED_OPS:

@@ -69,17 +69,10 @@ def _from_state_dict(path: str, network: Optional[str]) -> Converted:
                                   f"--network to see the first that differs")
         logger.info("%s: the parameters of %s", path, network)
     _network_checked(network)
-    emb_size = embedding_width(state, network) if _has_embedding(state, network) else 512
+    emb_size = embedding_width(state, network)
     net = get_network(network, emb_size=emb_size)
     params = map_state_dict(state, network, net, path)
     return Converted(network, emb_size, _loaded(net, params), path)
-
-
-def _has_embedding(state, network) -> bool:
-    from insightgluon.convert.state_dict import torch_key
-    from insightgluon.networks.base import get_network
-
-    return torch_key(list(get_network(network).collect_params().keys())[-1]) in state
 
 
 def _from_onnx(path: str, network: Optional[str]) -> Converted:
@@ -166,7 +159,3 @@ def onnx_embedding(path: str, images: np.ndarray) -> np.ndarray:
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: feed.astype(np.float32)})[0]
 
-
-def max_relative(a: np.ndarray, b: np.ndarray) -> float:
-    """``max |a - b| / max |b|``, the parity figure of every check here."""
-    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))

@@ -22,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from insightgluon.errors import CheckpointError
+from insightgluon.networks.identify import parameter_shapes
 
 #: PyTorch leaf -> our suffixes, in the order tried.
 LEAVES = {
@@ -86,23 +87,13 @@ def _torch_path(base: str) -> str:
     return path
 
 
-def network_shapes(net, image_hw=(112, 112)) -> Dict[str, Tuple[int, ...]]:
-    """Every parameter's shape in ``net`` (uninitialised is fine), by shape inference."""
-    import mxnet as mx
-
-    sym = net(mx.sym.var("data"))
-    args, _, auxs = sym.infer_shape(data=(1, 3) + tuple(image_hw))
-    names = sym.list_arguments() + sym.list_auxiliary_states()
-    return {n: tuple(s) for n, s in zip(names, args + auxs) if n != "data"}
-
-
 def map_state_dict(state: Dict[str, np.ndarray], network: str, net, source: str) -> Dict[str, np.ndarray]:
     """``state`` (PyTorch keys) as ``net``'s parameters (our names), checked name by name.
 
     Raises :class:`CheckpointError` naming the first key or shape that does not fit, or the
     first parameter of ``net`` the file lacks.
     """
-    shapes = network_shapes(net)
+    shapes = parameter_shapes(net)
     skipped = _unused_keys(network)
     params: Dict[str, np.ndarray] = {}
     for key, value in state.items():
@@ -128,15 +119,13 @@ def to_state_dict(net) -> Dict[str, np.ndarray]:
     return {torch_key(name): param.data().asnumpy() for name, param in net.collect_params().items()}
 
 
-def embedding_width(state: Dict[str, np.ndarray], network: str) -> int:
-    """``num_features`` of a state dict for ``network``: the width of its last BatchNorm."""
+def embedding_width(state: Dict[str, np.ndarray], network: str, default: int = 512) -> int:
+    """``num_features`` of a state dict for ``network``: the width of its last BatchNorm (``default``
+    when the file lacks it: :func:`map_state_dict` then names what is missing)."""
     from insightgluon.networks.base import get_network
 
-    last = list(get_network(network).collect_params().keys())[-1]
-    key = torch_key(last)
-    if key not in state:
-        raise CheckpointError(f"{network}: the file has no '{key}' (its embedding BatchNorm)")
-    return int(state[key].shape[0])
+    key = torch_key(list(get_network(network).collect_params().keys())[-1])
+    return int(state[key].shape[0]) if key in state else default
 
 
 def identify_torch_network(state: Dict[str, np.ndarray]) -> Optional[str]:
@@ -154,7 +143,7 @@ def identify_torch_network(state: Dict[str, np.ndarray]) -> Optional[str]:
         named = {k: our_name(k, ours) for k in keys - set(_unused_keys(network))}
         if set(named.values()) != ours:
             continue
-        shapes = network_shapes(get_network(network, emb_size=embedding_width(state, network)))
+        shapes = parameter_shapes(get_network(network, emb_size=embedding_width(state, network)))
         if all(tuple(state[k].shape) == shapes[name] for k, name in named.items()):
             return network
     return None

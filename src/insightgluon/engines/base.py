@@ -15,6 +15,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from insightgluon.errors import CheckpointError, ConfigError, first_line
+from insightgluon.parity import max_relative
 from insightgluon.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -239,8 +240,7 @@ def probe_parity(block, reference: np.ndarray, pixels: np.ndarray, dtype: str) -
     got = run_block(block, pixels)
     if got.shape != reference.shape:
         raise CheckpointError(f"output shape {got.shape} differs from the reference's {reference.shape}")
-    scale = max(float(np.abs(reference).max()), 1e-12)
-    max_rel = float(np.abs(got - reference).max()) / scale if np.all(np.isfinite(got)) else float("inf")
+    max_rel = max_relative(got, reference)
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1)
     cosines = (got * reference).sum(axis=1) / np.maximum(norms, 1e-30)
     min_cos = float(cosines.min()) if np.all(np.isfinite(cosines)) else float("-inf")

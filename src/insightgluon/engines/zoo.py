@@ -15,6 +15,7 @@ from insightgluon.engines.base import CHECKPOINT, ENGINES, EmbeddingModel, Engin
 from insightgluon.engines.graph import graph_model, in_precision
 from insightgluon.errors import CheckpointError
 from insightgluon.model_io import checkpoint_paths, load_symbol_block
+from insightgluon.parity import max_relative
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _float32(source, settings, strict: bool) -> EmbeddingModel:
     probe = mx.nd.array(np.random.default_rng(0).uniform(0, 255, (2, 3) + tuple(zoo_hw)),
                         ctx=first_context(settings.ctx))
     want, got = graph(probe).asnumpy(), net(probe).asnumpy()
-    rel = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))
+    rel = max_relative(got, want)
     if not rel < ZOO_TOLERANCE:
         return _no_zoo(strict, params_file, f"zoo network {name} has its arrays but differs from its graph "
                                             f"(max rel diff {rel:.2g})", graph, settings)

@@ -33,7 +33,8 @@ def _names(net) -> set:
     return set(net.collect_params().keys())
 
 
-def _shapes(net, image_hw) -> Dict[str, Tuple[int, ...]]:
+def parameter_shapes(net, image_hw=(112, 112)) -> Dict[str, Tuple[int, ...]]:
+    """Every parameter's shape in ``net`` (uninitialised is fine) at input size ``image_hw``."""
     import mxnet as mx
 
     sym = net(mx.sym.var("data"))
@@ -171,7 +172,7 @@ def identify_network(saved: Dict, image_hw: Optional[Tuple[int, int]] = None
                 net = get_network(name, **options)
             for size in (sizes if name not in FIXED_INPUT else (default_image_size(name),)):
                 try:
-                    ours_shapes = _shapes(net, size)
+                    ours_shapes = parameter_shapes(net, size)
                 except Exception:  # noqa: BLE001 -- MXNet refuses this input size for this network
                     continue
                 if all(ours_shapes.get(k) == v for k, v in renamed.items()):
@@ -191,7 +192,7 @@ def _multiplier(name: str, options: Dict, saved: Dict[str, Tuple[int, ...]]) -> 
     net = get_network(name, **options)
     for pname, param in net.collect_params().items():
         if pname.endswith("_weight") and pname in saved and len(saved[pname]) == 4:
-            shapes = _shapes(net, INPUT_SIZES[0])
+            shapes = parameter_shapes(net, INPUT_SIZES[0])
             ours, theirs = shapes[pname][0], saved[pname][0]
             return 1.0 if ours == theirs else theirs / ours
     return 1.0
