@@ -23,10 +23,8 @@ from insightgluon.train import checkpoint as ckpt
 from insightgluon.train.launcher import Host, JobEnd, place, read_hostfile
 
 SIZE = 32
-# momentum 0: a dist_sync state holds no optimiser state (the servers keep it), so resuming is exact
-# for plain SGD; with momentum the momentum restarts (docs/TRAINING.md)
 TINY = ["--network", "r18", "--version-multiplier", "0.125", "--emb-size", "16", "--image-size", f"{SIZE},{SIZE}",
-        "--per-batch-size", "4", "--lr", "0.05", "--lr-steps", "1000", "--mom", "0", "--frequent", "1",
+        "--per-batch-size", "4", "--lr", "0.05", "--lr-steps", "1000", "--frequent", "1",
         "--verbose", "1000", "--ckpt", "0", "--data-workers", "0", "--tensorboard", "0", "--target", "",
         "--margin-s", "16", "--rand-mirror", "0", "--state-every", "2", "--seed", "3"]
 STEPS = 20
@@ -194,7 +192,7 @@ def test_the_launchers_job_equals_one_process(reference, data, tmp_path):
     got, meta = _params(reference)
     assert meta["step"] == STEPS and ref.keys() == got.keys()
     for name in ref:
-        # the servers apply SGD in their own float order: equal within rounding, not bit for bit
+        # the servers sum the gradients in their own float order: equal within rounding, not bit for bit
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-3, atol=5e-4, err_msg=name)
 
 

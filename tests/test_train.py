@@ -180,7 +180,7 @@ def test_dist_sync_loopback_matches_single_process(data_dir, tmp_path):
     for name in ref:
         if "moving" in name or "running" in name:
             continue  # batch-norm statistics are per worker (rank 0's are saved)
-        # the servers apply SGD in their own float order: equal within rounding, not bit for bit
+        # the servers sum the gradients in their own float order: equal within rounding, not bit for bit
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-3, atol=5e-4, err_msg=name)
 
 

@@ -81,8 +81,8 @@ class TrainModel:
         set_compute_dtype(self.net, DTYPES[cfg.dtype])
         if cfg.dtype == "fp16":
             if self.distributed:
-                raise ConfigError("--dtype fp16 with a dist_* kvstore is not supported: the loss-scale "
-                                  "overflow check needs the gradients before the servers apply them")
+                raise ConfigError("--dtype fp16 with a dist_* kvstore is not supported: skipping a step on "
+                                  "overflow has not been proven to keep the workers in step")
             self.loss_scale = DynamicLossScale()
         hyper = {k: v for k, v in cfg.as_dict().items() if k not in ("loss", "num_classes", "emb_size")}
         if not cfg.sample_rate:
@@ -106,15 +106,47 @@ class TrainModel:
         from insightgluon.train.lr import LRSchedule
         from insightgluon.train.optim import sgd_params
 
-        # Single process: the optimiser runs here (its states can be saved for an exact resume).
-        # dist_*: on the servers, as the legacy Module did — the only arrangement MXNet 1.9 keeps
-        # race-free (a worker-side update pulls the initial weights unordered with the first
-        # gradients); the servers' momentum then cannot be saved.
+        # The optimiser runs here, on every worker alike, so its states are saved for an exact resume;
+        # a dist_* kvstore only sums the gradients.
         self.trainer = gluon.Trainer(self.params, "sgd", sgd_params(cfg, LRSchedule.from_config(cfg), start_step),
-                                     kvstore=kvstore, update_on_kvstore=None if self.distributed else False)
+                                     kvstore=kvstore, update_on_kvstore=False)
+        if self.distributed:
+            self._share_initial_weights(kvstore)
         logger.info("network %s: %d parameter arrays, %.2fM values; head %s with %d classes on %s",
                     cfg.network, len(list(self.net.collect_params().keys())), self._num_values(self.net) / 1e6,
                     cfg.loss, cfg.num_classes, ", ".join(str(c) for c in self.ctx))
+
+    def _share_initial_weights(self, kvstore) -> None:
+        """Every worker starts from rank 0's weights before any gradient is pushed.
+
+        Gluon sets its kvstore up at the first ``step``, where rank 0's ``init`` of a key, the other
+        workers' pull of it and every worker's first gradients reach the servers unordered: a pull
+        before the init aborts the server, one answered after the first gradients were summed takes
+        the sum for weights. Here rank 0 initialises every key and pulls it back (its messages reach
+        a server in order, so its pull returns once the server holds the value); after a barrier the
+        others pull; after another, training starts. (MXNet 1.9's Trainer has no public way to this.)
+        """
+        import mxnet as mx
+
+        trainer = self.trainer
+        trainer._init_kvstore()
+        kv = trainer._kvstore
+
+        def pull_all():
+            for index, param in enumerate(trainer._params):
+                kv.pull(index, out=param.list_data(), priority=-index)
+            mx.nd.waitall()
+
+        for index, param in enumerate(trainer._params):
+            # a plain copy: oneDNN may hold a weight in its blocked layout, which the kvstore cannot send
+            kv.init(index, mx.nd.array(param.list_data()[0].asnumpy(), dtype=param.dtype))
+        if kv.rank == 0:
+            pull_all()
+        kv._barrier()
+        if kv.rank != 0:
+            pull_all()
+        kv._barrier()
+        trainer._params_to_init = []
 
     def _materialise(self) -> None:
         """One inference forward pass so deferred parameter shapes exist before loading states."""
@@ -264,9 +296,6 @@ class TrainModel:
         arrays = {f"param/{k}": p.data(self.ctx[0]) for k, p in self.params.items()}
         if self.loss_scale is not None:
             arrays["loss_scale"] = np.asarray(self.loss_scale.state(), dtype=np.float64)
-        if self.distributed:
-            yield arrays  # the optimiser states live on the parameter servers
-            return
         fd, tmp = tempfile.mkstemp(suffix=".states")
         os.close(fd)
         try:
@@ -289,7 +318,7 @@ class TrainModel:
         if self.loss_scale is not None and "loss_scale" in arrays:
             self.loss_scale.load(arrays["loss_scale"])
         if "trainer" not in arrays:
-            logger.warning("%s: no optimiser state (saved by a dist_sync run): momentum restarts", source)
+            logger.warning("%s: no optimiser state (saved by an older dist_sync run): momentum restarts", source)
             return
         fd, tmp = tempfile.mkstemp(suffix=".states")
         try:

@@ -1,9 +1,9 @@
 """The SGD optimiser of a run, with the lr schedule inside it.
 
 The schedule travels with the optimiser as an MXNet ``LRScheduler`` driven by
-the optimiser's own update counter (1 for the first batch), so it also holds
-where the optimiser runs on parameter servers (``dist_sync``), which never see
-a worker's ``set_learning_rate`` — the same arrangement as the 2018 ``Module``.
+the optimiser's own update counter (1 for the first batch), as in the 2018
+``Module``; it would also hold where an optimiser runs on parameter servers,
+which never see a worker's ``set_learning_rate``.
 """
 # Servers unpickle this class while ``import mxnet`` is still running (the server loop starts
 # inside it), so import the submodule itself rather than an attribute of the package.
