@@ -253,3 +253,18 @@ def test_export_takes_a_pth(tmp_path):
 
     model = load_embedding_model(out, engine="onnxruntime")
     assert max_relative(model.block(images), np.load(EXPECTED)["mbf"]) < 1e-5
+
+
+def test_the_vit_trains_with_arcface_torchs_stochastic_depth():
+    from mxnet import autograd
+
+    from insightgluon.nn import Dropout
+
+    drop = Dropout("drop_path", 0.5, axes=(1, 2))  # a whole sample's branch at once, scaled as DropPath
+    with autograd.record(train_mode=True):
+        out = drop(mx.nd.ones((64, 4, 8))).asnumpy()
+    per_sample = {tuple(np.unique(sample)) for sample in out}
+    assert per_sample == {(0.0,), (2.0,)}
+    assert (drop(mx.nd.ones((2, 4, 8))).asnumpy() == 1).all()  # the identity at inference
+    rates = {block.drop_attn.p if block.drop_attn else 0.0 for block in get_network("vit_t").blocks._children.values()}
+    assert min(rates) == 0.0 and max(rates) == pytest.approx(0.1) and len(rates) == 12  # linear, 0 to 0.1

@@ -9,17 +9,17 @@ LayerNorms use PyTorch's epsilon 1e-5. Parameter names are the state dict's with
 (``patch_embed_proj_weight``, ``blocks_0_attn_qkv_weight``, ``pos_embed``, ``mask_token``...).
 
 As in arcface_torch, the dense layers of the blocks compute in the network's dtype (its autocast),
-while attention scores, softmax, LayerNorms and the head stay float32. Training here does not
-apply arcface_torch's token masking (``mask_ratio``) nor stochastic depth (``drop_path_rate``):
-both only regularise training and are the identity at inference, so a converted model gives the
-same embedding (its ``mask_token``, used by the masking alone, is not carried over).
+while attention scores, softmax, LayerNorms and the head stay float32. Training applies its
+stochastic depth (``drop_path_rate``, 0.1; 0.05 for ``vit_l``) but not its token masking
+(``mask_ratio``): both only regularise training and are the identity at inference, so a converted
+model gives the same embedding (its ``mask_token``, used by the masking alone, is not carried over).
 """
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from insightgluon.networks.base import FIXED_INPUT, NETWORKS
 from insightgluon.networks.iresnet import EMBEDDING, TORCH_BN_EPS, TORCH_PIXEL_SCALE, torch_bn
-from insightgluon.nn import Conv, Dense, Flatten, InputNorm, LegacyNamed, Sequence, ToFloat32, pin_float32
+from insightgluon.nn import Conv, Dense, Dropout, Flatten, InputNorm, LegacyNamed, Sequence, ToFloat32, pin_float32
 
 #: State-dict entries with no part in the embedding: the token that replaces masked patches in
 #: arcface_torch's training.
@@ -30,12 +30,13 @@ PATCH = 9
 TOKENS = (IMAGE_SIDE // PATCH) ** 2
 HEAD_BN_EPS = 2e-5
 MLP_RATIO = 4
-# name -> (embed_dim, depth, num_heads), as arcface_torch's get_model builds them
+# name -> (embed_dim, depth, num_heads, drop_path_rate), as arcface_torch's get_model builds them
+# (vit_l exists there only as vit_l_dp005_mask_005)
 VIT_SPECS = {
-    "vit_t": (256, 12, 8),
-    "vit_s": (512, 12, 8),
-    "vit_b": (512, 24, 8),
-    "vit_l": (768, 24, 8),
+    "vit_t": (256, 12, 8, 0.1),
+    "vit_s": (512, 12, 8, 0.1),
+    "vit_b": (512, 24, 8, 0.1),
+    "vit_l": (768, 24, 8, 0.05),
 }
 
 
@@ -88,9 +89,11 @@ class Attention(HybridBlock):
 
 
 class Block(HybridBlock):
-    """``blocks_I``: x + attn(norm1(x)), then + mlp(norm2(x)); the MLP is fc1, ReLU6, fc2."""
+    """``blocks_I``: x + attn(norm1(x)), then + mlp(norm2(x)); the MLP is fc1, ReLU6, fc2. In
+    training each branch is dropped for a whole sample with probability ``drop_path`` (stochastic
+    depth, scaled by 1 / (1 - p) as timm's ``DropPath``)."""
 
-    def __init__(self, name, dim, heads):
+    def __init__(self, name, dim, heads, drop_path=0.0):
         super().__init__(prefix="")
         with self.name_scope():
             self.norm1 = LayerNorm(f"{name}_norm1")
@@ -99,11 +102,14 @@ class Block(HybridBlock):
             self.fc1 = token_dense(f"{name}_mlp_fc1", MLP_RATIO * dim)
             self.fc2 = token_dense(f"{name}_mlp_fc2", dim)
             self.out_float32 = ToFloat32(f"{name}_mlp_float32")
+            self.drop_attn = Dropout(f"{name}_drop_path_attn", drop_path, axes=(1, 2)) if drop_path else None
+            self.drop_mlp = Dropout(f"{name}_drop_path_mlp", drop_path, axes=(1, 2)) if drop_path else None
 
     def hybrid_forward(self, F, x):
-        x = self.attn(self.norm1(x)) + x  # the residual stream stays float32
-        hidden = F.clip(self.fc1(self.norm2(x)), 0.0, 6.0)
-        return self.out_float32(self.fc2(hidden)) + x
+        branch = self.attn(self.norm1(x))
+        x = (branch if self.drop_attn is None else self.drop_attn(branch)) + x  # the residual stream: float32
+        branch = self.out_float32(self.fc2(F.clip(self.fc1(self.norm2(x)), 0.0, 6.0)))
+        return (branch if self.drop_mlp is None else self.drop_mlp(branch)) + x
 
 
 class VisionTransformer(HybridBlock):
@@ -113,7 +119,7 @@ class VisionTransformer(HybridBlock):
     which ``pos_embed`` (1, 144, dim) is added.
     """
 
-    def __init__(self, dim, depth, heads, emb_size=512, bn_mom=0.9, **_legacy_options):
+    def __init__(self, dim, depth, heads, drop_path_rate=0.0, emb_size=512, bn_mom=0.9, **_legacy_options):
         super().__init__(prefix="")
         from insightgluon.errors import ConfigError
 
@@ -124,7 +130,9 @@ class VisionTransformer(HybridBlock):
             self.patches = Conv("patch_embed_proj", dim, PATCH, PATCH, 0, use_bias=True)
             # arcface_torch draws it from a normal of std 0.02 (truncated at 2 std)
             self.pos_embed = self.params.get("pos_embed", shape=(1, TOKENS, dim), init=mx.init.Normal(0.02))
-            self.blocks = Sequence([Block(f"blocks_{i}", dim, heads) for i in range(depth)])
+            # stochastic depth rising linearly from 0 at the first block to drop_path_rate at the last
+            rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+            self.blocks = Sequence([Block(f"blocks_{i}", dim, heads, rates[i]) for i in range(depth)])
             self.head = Sequence([
                 LayerNorm("norm"), Flatten("feature_flatten"),
                 Dense("feature_0", dim, use_bias=False), torch_bn("feature_1", bn_mom, eps=HEAD_BN_EPS, flat=True),
@@ -147,7 +155,7 @@ def _register(name):
     def build(**options):
         return VisionTransformer(*VIT_SPECS[name], **options)
     FIXED_INPUT.add(name)
-    dim, depth, heads = VIT_SPECS[name]
+    dim, depth, heads, _ = VIT_SPECS[name]
     build.__doc__ = f"arcface_torch {name}: width {dim}, {depth} blocks, {heads} heads, 9x9 patches."
     return build
 

@@ -218,16 +218,17 @@ class Dense(LegacyNamed):
 
 class Dropout(LegacyNamed):
     """Dropout of rate ``p`` with the operator named ``name``: active in training, the identity
-    otherwise. (Gluon's own would take a name from a process-wide counter.)"""
+    otherwise. (Gluon's own would take a name from a process-wide counter.) ``axes`` share one
+    draw along them: ``(1, 2)`` on (N, L, D) drops whole samples, which is stochastic depth."""
 
-    def __init__(self, name, p):
+    def __init__(self, name, p, axes=()):
         super().__init__(name)
-        self.p = p
+        self.p, self.axes = p, tuple(axes)
 
     def hybrid_forward(self, F, x):
         x = self._float32(F, x)  # no bfloat16 Dropout in MXNet 1.9
         with self._raw_names():
-            return F.Dropout(x, p=self.p, name=self.op_name)
+            return F.Dropout(x, p=self.p, axes=self.axes, name=self.op_name)
 
 
 class ToFloat32(LegacyNamed):
