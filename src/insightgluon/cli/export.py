@@ -65,10 +65,11 @@ def _calibrate(args, block, image_hw) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from insightgluon.config import parse_image_size
+    from insightgluon.convert.source import TORCH_SUFFIXES
     from insightgluon.model_io import load_symbol_block, parse_model_spec
 
     args = build_parser().parse_args(argv)
-    if args.model.lower().endswith((".pth", ".pt")) and not args.strip_fc7:
+    if args.model.lower().endswith(TORCH_SUFFIXES) and not args.strip_fc7:
         output_file(args.output, "--output")
         return _export_converted(args, parse_image_size(args.image_size))
     models = parse_model_spec(args.model)

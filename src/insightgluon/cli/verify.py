@@ -31,11 +31,12 @@ def expand_model_spec(spec: str) -> List[Tuple[str, Optional[int]]]:
 
     An exported model (``x.onnx``, ``x.xml``) or a PyTorch state dict (``x.pth``) comes back as ``(path, None)``.
     """
+    from insightgluon.convert.source import TORCH_SUFFIXES
     from insightgluon.model_io import parse_model_spec
 
     models, prefix = [], None
     for item in filter(None, (s.strip() for s in spec.split("|"))):
-        if item.lower().endswith((".onnx", ".xml", ".pth", ".pt")):
+        if item.lower().endswith((".onnx", ".xml") + TORCH_SUFFIXES):
             models.append((item, None))
         elif re.fullmatch(r"\d+", item):
             if prefix is None:

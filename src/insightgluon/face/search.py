@@ -49,7 +49,7 @@ class FaceModel:
         ``engine`` and ``dtype`` say what runs it (:func:`insightgluon.engines.load_embedding_model`:
         by default the fastest engine installed that passes its parity probe).
         """
-        from insightgluon.engines import CHECKPOINT, load_embedding_model, model_source
+        from insightgluon.engines import CHECKPOINT, IR, ONNX, load_embedding_model, model_source
 
         source = model_source(spec)
         meta: Dict[str, str] = {}
@@ -63,7 +63,7 @@ class FaceModel:
         model = load_embedding_model(source, ctx=ctx, engine=engine, image_hw=image_hw, dtype=dtype)
         logger.info("%s runs as %s", spec, model.describe())
         model.block.hybridize(static_alloc=True, static_shape=True)
-        if source.kind != CHECKPOINT:
+        if source.kind in (ONNX, IR):  # (a PyTorch state dict carries none)
             meta = _file_metadata(source.path)
         label = model.engine if dtype == "float32" else f"{model.engine} {dtype}"
         return cls(spec, model.block, tuple(model.image_hw), meta, source.files, label)
@@ -85,9 +85,7 @@ class FaceModel:
 
 
 def _file_metadata(path: str) -> Dict[str, str]:
-    """The ``insightgluon.*`` metadata of an ONNX file or an OpenVINO IR (none in a PyTorch file)."""
-    if path.lower().endswith((".pth", ".pt")):
-        return {}
+    """The ``insightgluon.*`` metadata of an ONNX file or an OpenVINO IR."""
     if path.lower().endswith(".onnx"):
         from insightgluon.export.onnx import read_metadata
 

@@ -175,7 +175,9 @@ class TrainModel:
         from insightgluon.model_io import checkpoint_paths, parse_model_spec
         from insightgluon.networks.legacy import declared_multipliers, legacy_arrays
 
-        if spec.lower().endswith((".pth", ".pt", ".onnx")):
+        from insightgluon.convert.source import ONNX_SUFFIXES, TORCH_SUFFIXES
+
+        if spec.lower().endswith(TORCH_SUFFIXES + ONNX_SUFFIXES):
             self._load_converted(spec)
             return
         (prefix, epoch), = parse_model_spec(spec)
